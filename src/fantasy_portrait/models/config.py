@@ -1,0 +1,130 @@
+"""Model configurations as data: the same classes build the 14B model and a 2-block test model.
+
+Sizes follow SPEC §1 and §4. ``PRESETS`` holds the released sizes plus the golden tiny one; every
+size is also inferred from a checkpoint's tensor shapes when loading (``loading.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+# Motion feature layout per driving frame (SPEC §3): head pose, eye, emotion, mouth.
+MOTION_PART_NAMES = ("head", "eye", "emotion", "mouth")
+MOTION_PART_DIMS = (6, 6, 30, 512)
+MOTION_FEATURE_DIM = sum(MOTION_PART_DIMS)  # 554
+
+# Motion windows (SPEC §5): 4 driving frames per latent frame, one shared boundary token.
+FRAMES_PER_LATENT = 4
+
+
+@dataclass(frozen=True)
+class ExpressionEncoderConfig:
+    """Sizes of the expression-augmented encoder (released names: proj_model, mouth/emo_proj_model)."""
+
+    token_dim: int = 2048
+    part_dims: tuple[int, ...] = MOTION_PART_DIMS
+    resampler_dim: int = 1280
+    resampler_depth: int = 4
+    resampler_heads: int = 20
+    resampler_head_dim: int = 64
+    mouth_queries: int = 16
+    emotion_queries: int = 4
+    ff_mult: int = 4
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return len(self.part_dims) + self.mouth_queries + self.emotion_queries
+
+    @property
+    def window_size(self) -> int:
+        """Token slots per latent frame: 4 frames of tokens plus the shared boundary token (97)."""
+        return FRAMES_PER_LATENT * self.tokens_per_frame + 1
+
+
+@dataclass(frozen=True)
+class WanConfig:
+    """A Wan2.1 DiT in the original ``config.json`` vocabulary (what users' folders contain)."""
+
+    dim: int = 5120
+    ffn_dim: int = 13824
+    num_heads: int = 40
+    num_layers: int = 40
+    in_dim: int = 36
+    out_dim: int = 16
+    text_dim: int = 4096
+    freq_dim: int = 256
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    eps: float = 1e-6
+    model_type: str = "i2v"
+    cross_attn_norm: bool = True
+    qk_norm: bool = True
+    image_dim: int = 1280  # CLIP ViT-H/14 penultimate features, fixed for every I2V size
+
+    @classmethod
+    def from_dict(cls, data: dict) -> WanConfig:
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        if "patch_size" in kwargs:
+            kwargs["patch_size"] = tuple(kwargs["patch_size"])
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_diffusers_kwargs(self) -> dict:
+        """Keyword arguments of diffusers' ``WanTransformer3DModel`` for this configuration."""
+        i2v = self.model_type == "i2v"
+        return dict(
+            patch_size=tuple(self.patch_size),
+            num_attention_heads=self.num_heads,
+            attention_head_dim=self.dim // self.num_heads,
+            in_channels=self.in_dim,
+            out_channels=self.out_dim,
+            text_dim=self.text_dim,
+            freq_dim=self.freq_dim,
+            ffn_dim=self.ffn_dim,
+            num_layers=self.num_layers,
+            cross_attn_norm=self.cross_attn_norm,
+            qk_norm="rms_norm_across_heads" if self.qk_norm else None,
+            eps=self.eps,
+            image_dim=self.image_dim if i2v else None,
+            added_kv_proj_dim=self.dim if i2v else None,
+        )
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    wan: WanConfig
+    encoder: ExpressionEncoderConfig = field(default_factory=ExpressionEncoderConfig)
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            "wan2.1-i2v-14b-720p",
+            "Wan2.1-I2V-14B-720P + FantasyPortrait (the released model)",
+            WanConfig(),
+        ),
+        Preset(
+            "wan2.1-i2v-14b-480p",
+            "Wan2.1-I2V-14B-480P + FantasyPortrait (same architecture, 480p training)",
+            WanConfig(),
+        ),
+        Preset(
+            "wan2.1-i2v-1.3b",
+            "1.3B-size image-to-video DiT (width 1536, 30 blocks) for the light variant",
+            WanConfig(dim=1536, ffn_dim=8960, num_heads=12, num_layers=30),
+        ),
+        Preset(
+            "tiny",
+            "tiny random model of the golden fixtures (tests, CI)",
+            WanConfig(dim=64, ffn_dim=128, num_heads=4, num_layers=2, text_dim=32),
+            ExpressionEncoderConfig(
+                token_dim=32, resampler_dim=64, resampler_depth=2, resampler_heads=4, resampler_head_dim=16
+            ),
+        ),
+    )
+}

@@ -1,0 +1,257 @@
+"""The FantasyPortrait DiT: diffusers' Wan2.1 transformer plus motion cross-attention in every block.
+
+The base model is diffusers' ``WanTransformer3DModel`` unchanged (same parameters, key names and
+attention dispatch, so flash/sage/native backends and diffusers' loaders keep working). Each
+block's cross-attention gets two bias-free projections of the motion tokens (``motion_k_proj``,
+``motion_v_proj``; ``ip_adapter_single_stream_{k,v}_proj`` in the released checkpoint) and a
+processor that adds ``motion_scale * motion_attention`` to the text and image attention before the
+output projection (SPEC §6).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from diffusers import WanTransformer3DModel
+from diffusers.configuration_utils import register_to_config
+from diffusers.models.transformers.transformer_wan import (
+    _get_added_kv_projections,
+    _get_qkv_projections,
+)
+from torch import nn
+
+from .motion_attention import MotionCondition, MotionStep, motion_attention
+
+TEXT_LENGTH = 512  # umT5 context length of Wan2.1; the image tokens come before it
+
+
+class MotionCrossAttnProcessor:
+    """Wan I2V cross-attention (text + image) plus the motion attention of SPEC §6."""
+
+    _attention_backend = None
+    _parallel_config = None
+
+    def __init__(self, block_index: int):
+        self.block_index = block_index
+
+    def __call__(
+        self,
+        attn,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        rotary_emb=None,
+        motion: MotionStep | None = None,
+    ) -> torch.Tensor:
+        image_context = None
+        if attn.add_k_proj is not None:
+            split = encoder_hidden_states.shape[1] - TEXT_LENGTH
+            image_context = encoder_hidden_states[:, :split]
+            encoder_hidden_states = encoder_hidden_states[:, split:]
+
+        query, key, value = _get_qkv_projections(attn, hidden_states, encoder_hidden_states)
+        query = attn.norm_q(query).unflatten(2, (attn.heads, -1))
+        key = attn.norm_k(key).unflatten(2, (attn.heads, -1))
+        value = value.unflatten(2, (attn.heads, -1))
+
+        image_out = None
+        if image_context is not None:
+            key_img, value_img = _get_added_kv_projections(attn, image_context)
+            key_img = attn.norm_added_k(key_img).unflatten(2, (attn.heads, -1))
+            value_img = value_img.unflatten(2, (attn.heads, -1))
+            image_out = self._attend(query, key_img, value_img).flatten(2, 3).type_as(query)
+
+        out = self._attend(query, key, value, attention_mask).flatten(2, 3).type_as(query)
+        if image_out is not None:
+            out = out + image_out
+        if motion is not None:
+            out = self._add_motion(attn, out, query, motion)
+        out = attn.to_out[0](out)
+        return attn.to_out[1](out)
+
+    def _attend(self, query, key, value, mask=None):
+        from diffusers.models.attention_dispatch import dispatch_attention_fn
+
+        return dispatch_attention_fn(
+            query, key, value, attn_mask=mask, dropout_p=0.0, is_causal=False, backend=self._attention_backend
+        )
+
+    def _add_motion(self, attn, out, query, motion: MotionStep):
+        condition = motion.condition
+        keys, values = condition.keys_values(self.block_index, attn)
+        active = motion.active
+        q = query if active is None else query.index_select(0, active)
+        if keys.shape[0] != q.shape[0]:
+            if keys.shape[0] == 1:
+                keys = keys.expand(q.shape[0], *keys.shape[1:])
+                values = values.expand(q.shape[0], *values.shape[1:])
+            elif active is not None and keys.shape[0] == query.shape[0]:
+                keys, values = keys.index_select(0, active), values.index_select(0, active)
+            else:
+                raise ValueError(
+                    f"motion windows have batch {keys.shape[0]}, the video batch is {query.shape[0]}"
+                )
+        result = motion_attention(q, keys, values, condition, backend=self._attention_backend).type_as(out)
+        scale = motion.scale.to(device=out.device, dtype=out.dtype)
+        if active is None:
+            return out + scale.view(-1, 1, 1) * result
+        return out.index_add(0, active, scale.index_select(0, active).view(-1, 1, 1) * result)
+
+
+def timestep_sinusoid(timestep: torch.Tensor, dim: int) -> torch.Tensor:
+    """(B,) -> (B, dim) [cos, sin] timestep embedding, computed in float64 as the released model was."""
+    half = dim // 2
+    position = timestep.to(torch.float64)
+    freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=timestep.device).div(half))
+    angles = torch.outer(position, freqs)
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
+
+
+class FantasyPortraitTransformer(WanTransformer3DModel):
+    """Wan2.1 DiT with per-block motion cross-attention (FantasyPortrait).
+
+    ``motion_dim`` is the motion-token width (2048 released); None builds the plain Wan model.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        patch_size: tuple[int, ...] = (1, 2, 2),
+        num_attention_heads: int = 40,
+        attention_head_dim: int = 128,
+        in_channels: int = 36,
+        out_channels: int = 16,
+        text_dim: int = 4096,
+        freq_dim: int = 256,
+        ffn_dim: int = 13824,
+        num_layers: int = 40,
+        cross_attn_norm: bool = True,
+        qk_norm: str | None = "rms_norm_across_heads",
+        eps: float = 1e-6,
+        image_dim: int | None = 1280,
+        added_kv_proj_dim: int | None = 5120,
+        rope_max_seq_len: int = 1024,
+        pos_embed_seq_len: int | None = None,
+        motion_dim: int | None = 2048,
+    ) -> None:
+        super().__init__(
+            patch_size=patch_size,
+            num_attention_heads=num_attention_heads,
+            attention_head_dim=attention_head_dim,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            text_dim=text_dim,
+            freq_dim=freq_dim,
+            ffn_dim=ffn_dim,
+            num_layers=num_layers,
+            cross_attn_norm=cross_attn_norm,
+            qk_norm=qk_norm,
+            eps=eps,
+            image_dim=image_dim,
+            added_kv_proj_dim=added_kv_proj_dim,
+            rope_max_seq_len=rope_max_seq_len,
+            pos_embed_seq_len=pos_embed_seq_len,
+        )
+        if motion_dim is not None:
+            inner = num_attention_heads * attention_head_dim
+            for index, block in enumerate(self.blocks):
+                attn = block.attn2
+                attn.motion_k_proj = nn.Linear(motion_dim, inner, bias=False)
+                attn.motion_v_proj = nn.Linear(motion_dim, inner, bias=False)
+                # Zero start: an untrained motion branch leaves the base model's output unchanged.
+                nn.init.zeros_(attn.motion_k_proj.weight)
+                nn.init.zeros_(attn.motion_v_proj.weight)
+                attn.set_processor(MotionCrossAttnProcessor(index))
+
+    def motion_modules(self) -> list[nn.Linear]:
+        """The per-block motion key/value projections (the trainable part of the DiT)."""
+        return [m for block in self.blocks for m in (block.attn2.motion_k_proj, block.attn2.motion_v_proj)]
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        timestep: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        encoder_hidden_states_image: torch.Tensor | None = None,
+        motion: MotionCondition | None = None,
+        motion_scale: float | torch.Tensor = 1.0,
+        return_dict: bool = False,
+        attention_kwargs=None,
+    ) -> torch.Tensor:
+        """Velocity prediction.
+
+        hidden_states (B, 36, T, H, W): noisy latents (16) + first-frame mask (4) + image latents (16).
+        timestep (B,) float; encoder_hidden_states (B, 512, text_dim); encoder_hidden_states_image
+        (B, 257, 1280). motion_scale: float or (B,) per-sample scale; samples whose scale is 0 (and
+        every sample when ``motion`` is None) run no motion work and get exactly the plain Wan output.
+        Returns (B, out_channels, T, H, W).
+        """
+        batch, _, frames, height, width = hidden_states.shape
+        p_t, p_h, p_w = self.config.patch_size
+        rotary_emb = self.rope(hidden_states)
+        x = self.patch_embedding(hidden_states).flatten(2).transpose(1, 2).contiguous()
+
+        if timestep.ndim == 0:
+            timestep = timestep.expand(batch)
+        embed = self.condition_embedder
+        time_dtype = next(embed.time_embedder.parameters()).dtype
+        sinusoid = timestep_sinusoid(timestep, self.config.freq_dim).to(time_dtype)
+        temb = embed.time_embedder(sinusoid).type_as(encoder_hidden_states)
+        timestep_proj = embed.time_proj(embed.act_fn(temb)).unflatten(1, (6, -1))
+        context = embed.text_embedder(encoder_hidden_states)
+        if encoder_hidden_states_image is not None:
+            context = torch.cat([embed.image_embedder(encoder_hidden_states_image), context], dim=1)
+
+        step = self._motion_step(motion, motion_scale, batch, x.device)
+        for block in self.blocks:
+            if torch.is_grad_enabled() and self.gradient_checkpointing:
+                x = self._gradient_checkpointing_func(
+                    _block_forward, block, x, context, timestep_proj, rotary_emb, step
+                )
+            else:
+                x = _block_forward(block, x, context, timestep_proj, rotary_emb, step)
+
+        shift, scale = (self.scale_shift_table.to(temb.device) + temb.unsqueeze(1)).chunk(2, dim=1)
+        x = (self.norm_out(x.float()) * (1 + scale.to(x.device)) + shift.to(x.device)).type_as(x)
+        x = self.proj_out(x)
+        x = x.reshape(batch, frames // p_t, height // p_h, width // p_w, p_t, p_h, p_w, -1)
+        out = x.permute(0, 7, 1, 4, 2, 5, 3, 6).flatten(6, 7).flatten(4, 5).flatten(2, 3)
+        return out
+
+    def _motion_step(self, motion, motion_scale, batch: int, device) -> MotionStep | None:
+        if motion is None:
+            return None
+        if not hasattr(self.blocks[0].attn2, "motion_k_proj"):
+            raise ValueError("this transformer was built without motion attention (motion_dim=None)")
+        scale = torch.as_tensor(motion_scale, dtype=torch.float32).flatten()
+        if scale.numel() == 1:
+            scale = scale.expand(batch)
+        if scale.numel() != batch:
+            raise ValueError(f"motion_scale has {scale.numel()} values for a batch of {batch}")
+        nonzero = scale != 0
+        if not bool(nonzero.any()):
+            return None
+        active = None if bool(nonzero.all()) else torch.nonzero(nonzero).flatten().to(device)
+        return MotionStep(motion, scale.to(device), active)
+
+
+def _block_forward(block, x, context, timestep_proj, rotary_emb, motion: MotionStep | None):
+    """One Wan block (diffusers' WanTransformerBlock math) passing the motion input to attn2."""
+    shift_msa, scale_msa, gate_msa, c_shift, c_scale, c_gate = (
+        block.scale_shift_table + timestep_proj.float()
+    ).chunk(6, dim=1)
+    norm = (block.norm1(x.float()) * (1 + scale_msa) + shift_msa).type_as(x)
+    x = (x.float() + block.attn1(norm, None, None, rotary_emb) * gate_msa).type_as(x)
+    norm = block.norm2(x.float()).type_as(x)
+    if motion is None:
+        x = x + block.attn2(norm, context, None, None)
+    else:
+        x = x + block.attn2(norm, context, None, None, motion=motion)
+    norm = (block.norm3(x.float()) * (1 + c_scale) + c_shift).type_as(x)
+    x = (x.float() + block.ffn(norm).float() * c_gate).type_as(x)
+    return x
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(math.prod(p.shape) for p in module.parameters())
