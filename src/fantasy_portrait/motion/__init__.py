@@ -1,0 +1,11 @@
+"""Motion features: the PD-FGC motion encoder and batched per-face extraction (SPEC §3).
+
+- :class:`MotionEncoder` (``MotionEncoder.from_pretrained("pd_fpg.pth", device=...)``)
+- :func:`extract_motion` (frames + five points or a FaceTrack -> :class:`MotionFeatures`)
+- :class:`MotionFeatures`: head (F, 6), eye (F, 6), emotion (F, 30), mouth (F, 512); ``.as_tensor()`` (F, 554)
+"""
+
+from .encoder import MOTION_DIM, PART_DIMS, MotionEncoder, MotionFeatures, extract_motion
+from .fan import FanEncoder
+
+__all__ = ["MOTION_DIM", "PART_DIMS", "FanEncoder", "MotionEncoder", "MotionFeatures", "extract_motion"]
