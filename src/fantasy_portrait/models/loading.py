@@ -156,9 +156,11 @@ def _diffusers_kwargs(layout: str, config: dict, motion_dim: int | None) -> dict
             )
         kwargs = WanConfig.from_dict(config).to_diffusers_kwargs()
     else:
+        import inspect
+
         from diffusers import WanTransformer3DModel
 
-        allowed = set(WanTransformer3DModel.__init__.__code__.co_varnames)
+        allowed = set(inspect.signature(WanTransformer3DModel.__init__).parameters)
         kwargs = {k: v for k, v in config.items() if k in allowed and not k.startswith("_")}
         if "patch_size" in kwargs:
             kwargs["patch_size"] = tuple(kwargs["patch_size"])
@@ -220,7 +222,8 @@ def build_transformer(kwargs: dict, *, device="meta", dtype=torch.float32) -> Fa
     if str(device) == "meta":
         with init_empty_weights(include_buffers=False):
             return FantasyPortraitTransformer(**kwargs)
-    return FantasyPortraitTransformer(**kwargs).to(device=device, dtype=dtype)
+    model = FantasyPortraitTransformer(**kwargs)
+    return model.to(device=device) if dtype == torch.float32 else model.to(device=device, dtype=dtype)
 
 
 def load_wan_transformer(
