@@ -1,0 +1,193 @@
+"""Memory modes: where the models live during a run, chosen from free memory, and an up-front estimate.
+
+Modes (accelerator only; on a CPU-only machine the mode is simply ``cpu``):
+- ``gpu``: every model on the accelerator (fastest; 14B bf16 needs about 40 GB).
+- ``model-offload``: models wait in CPU memory and move to the accelerator one at a time
+  (CLIP, VAE, text while encoding; the DiT while sampling): peak = the DiT plus activations.
+- ``sequential``: the DiT's blocks move to the accelerator one at a time (forward hooks), so the
+  14B model runs in well under 24 GB; slower (every step streams all weights over PCIe).
+VAE tiling (``vae_tiling``) cuts the VAE's activation peak for large frames; it is switched on
+automatically when the estimate says the untiled VAE does not fit.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+MODES = ("auto", "gpu", "model-offload", "sequential", "cpu")
+GIB = 1024**3
+
+# Fixed component sizes of the released files (parameters), for estimates without loading anything.
+CLIP_VISUAL_PARAMS = 632_000_000  # ViT-H/14 visual tower (31 blocks used of 32)
+VAE_PARAMS = 127_000_000  # Wan2.1 VAE
+UMT5_PARAMS = 5_680_000_000  # umT5-XXL encoder
+PDFGC_PARAMS = 9_054_995
+
+
+@dataclass
+class MemoryEstimate:
+    """Bytes per item for one run. Activation figures are for one transformer call of one window."""
+
+    dit_params: int
+    other_params: int  # CLIP + VAE + expression encoder (+ umT5 when a prompt is used)
+    text_params: int
+    dit_activations: int
+    vae_activations: int
+    vae_activations_tiled: int
+    dtype_bytes: int
+
+    def peak(self, mode: str, vae_tiling: bool = False) -> int:
+        """Accelerator bytes at the peak of a run in ``mode``."""
+        vae_act = self.vae_activations_tiled if vae_tiling else self.vae_activations
+        if mode in ("gpu", "cpu"):
+            return self.dit_params + self.other_params + self.text_params + max(self.dit_activations, vae_act)
+        if mode == "model-offload":
+            return max(self.dit_params + self.dit_activations, self.other_params + vae_act, self.text_params)
+        if mode == "sequential":
+            block = self.dit_params // 40 if self.dit_params > 0 else 0
+            return max(2 * block + self.dit_activations, self.other_params + vae_act, self.text_params // 8)
+        raise ValueError(f"unknown memory mode {mode!r}")
+
+    def table(self) -> dict:
+        out = {k: v for k, v in asdict(self).items()}
+        out["peak_by_mode_gib"] = {
+            m: round(self.peak(m, t) / GIB, 2)
+            for m in ("gpu", "model-offload", "sequential")
+            for t in [False]
+        }
+        out["peak_by_mode_vae_tiling_gib"] = {
+            m: round(self.peak(m, True) / GIB, 2) for m in ("gpu", "model-offload", "sequential")
+        }
+        return out
+
+
+def estimate_memory(
+    dit_params: int,
+    dit_dim: int,
+    dit_ffn: int,
+    num_heads: int,
+    *,
+    height: int,
+    width: int,
+    latent_frames: int,
+    branches: int,
+    dtype_bytes: int = 2,
+    text: bool = False,
+    encoder_params: int = 0,
+    vae_base_dim: int = 96,
+) -> MemoryEstimate:
+    """Estimate memory for a run at ``height`` x ``width`` with ``latent_frames`` per transformer call.
+
+    DiT activations (one block alive at a time in inference): the residual stream, the q/k/v and
+    attention output (4 x dim), the FFN hidden (ffn) per token, times the guidance branches that run
+    as one batch; attention itself is memory-efficient (no L x L matrix).
+    VAE decode peak: a few full-resolution feature maps of width ``vae_base_dim`` for one 4-frame chunk
+    (the causal decoder works a latent frame at a time), with a 2x margin for convolution workspaces.
+    """
+    tokens = latent_frames * (height // 16) * (width // 16)
+    dit_act = branches * tokens * (6 * dit_dim + dit_ffn) * dtype_bytes
+    vae_act = 2 * 4 * 4 * vae_base_dim * height * width * dtype_bytes * 3
+    vae_tiled = 2 * 4 * 4 * vae_base_dim * min(height, 256) * min(width, 256) * dtype_bytes * 3
+    other = (CLIP_VISUAL_PARAMS + VAE_PARAMS + encoder_params) * dtype_bytes
+    return MemoryEstimate(
+        dit_params=dit_params * dtype_bytes,
+        other_params=other,
+        text_params=UMT5_PARAMS * dtype_bytes if text else 0,
+        dit_activations=dit_act,
+        vae_activations=vae_act,
+        vae_activations_tiled=vae_tiled,
+        dtype_bytes=dtype_bytes,
+    )
+
+
+def free_accelerator_memory(device: torch.device) -> int | None:
+    if device.type == "cuda" and torch.cuda.is_available():
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    return None
+
+
+def pick_mode(requested: str, device: torch.device, estimate: MemoryEstimate | None) -> tuple[str, bool, str]:
+    """(mode, vae_tiling, reason). 'auto' picks the fastest mode whose peak fits 90% of free memory."""
+    if device.type == "cpu":
+        return "cpu", False, "running on the CPU"
+    if requested != "auto":
+        return requested, False, f"{requested} as requested"
+    free = free_accelerator_memory(device)
+    if free is None or estimate is None:
+        return "gpu", False, "free memory unknown: everything on the accelerator"
+    budget = 0.9 * free
+    for mode in ("gpu", "model-offload", "sequential"):
+        for tiling in (False, True):
+            if estimate.peak(mode, tiling) <= budget:
+                return (
+                    mode,
+                    tiling,
+                    (
+                        f"{mode}{' + VAE tiling' if tiling else ''}: needs about "
+                        f"{estimate.peak(mode, tiling) / GIB:.1f} GiB of {free / GIB:.1f} GiB free"
+                    ),
+                )
+    return "sequential", True, f"sequential + VAE tiling (even that may not fit in {free / GIB:.1f} GiB free)"
+
+
+class Placement:
+    """Moves models between CPU and the accelerator according to a memory mode."""
+
+    def __init__(self, mode: str, device: torch.device):
+        self.mode = mode
+        self.device = device
+        self._hooks = []
+
+    def setup(self, transformer: torch.nn.Module, others: list[torch.nn.Module]) -> None:
+        if self.mode in ("gpu", "cpu"):
+            transformer.to(self.device)
+            for m in others:
+                m.to(self.device)
+        elif self.mode == "sequential":
+            self._sequential(transformer)
+
+    def _sequential(self, transformer: torch.nn.Module) -> None:
+        """Everything but the blocks stays on the accelerator; each block visits it for its forward."""
+        for name, child in transformer.named_children():
+            if name != "blocks":
+                child.to(self.device)
+        for p in transformer.parameters(recurse=False):
+            p.data = p.data.to(self.device)
+        for block in transformer.blocks:
+            block.to("cpu")
+
+            def pre(module, args, kwargs):
+                module.to(self.device)
+
+            def post(module, args, kwargs, output):
+                module.to("cpu")
+
+            self._hooks.append(block.register_forward_pre_hook(pre, with_kwargs=True))
+            self._hooks.append(block.register_forward_hook(post, with_kwargs=True))
+
+    @contextmanager
+    def use(self, module: torch.nn.Module):
+        """Have ``module`` on the accelerator inside the block (model offload moves it back after)."""
+        if self.mode == "model-offload":
+            module.to(self.device)
+            try:
+                yield module
+            finally:
+                module.to("cpu")
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+        elif self.mode == "sequential" and not hasattr(module, "blocks"):
+            module.to(self.device)
+            try:
+                yield module
+            finally:
+                module.to("cpu")
+        else:
+            yield module

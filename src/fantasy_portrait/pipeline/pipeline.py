@@ -1,0 +1,489 @@
+"""``FantasyPortraitPipeline``: a portrait and driving video(s) in, an animated video out (SPEC §8).
+
+``__call__`` reads top to bottom as the algorithm: check inputs, faces and motion, image
+conditioning, text conditioning, noise, sampling with motion guidance, decode, write.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import CheckpointError, FaceError, InputError
+from . import layout
+from .drivers import DrivingFace, gather_driving_faces, parse_mapping, portrait_faces
+from .memory import Placement, estimate_memory, pick_mode
+from .sampler import Conditions, GuidedDenoiser, sample
+
+logger = logging.getLogger(__name__)
+
+MAX_IMAGE_PIXELS = 40_000_000  # refuse larger portraits (a clear limit instead of running out of memory)
+DEFAULT_FPS = 25.0
+
+
+@dataclass
+class AnimationResult:
+    """What a run produced. frames: (F, H, W, 3) uint8 when no output file was asked for, else None."""
+
+    output: Path | None
+    frames: np.ndarray | None
+    num_frames: int
+    fps: float
+    size: tuple[int, int]  # (width, height)
+    faces: list[dict]
+    mapping: list[int]
+    seconds: dict[str, float] = field(default_factory=dict)
+    memory_mode: str = "cpu"
+    windows: int = 1
+    transformer_calls: int = 0
+
+    def summary(self) -> dict:
+        return {
+            "output": str(self.output) if self.output else None,
+            "num_frames": self.num_frames,
+            "fps": self.fps,
+            "width": self.size[0],
+            "height": self.size[1],
+            "faces": self.faces,
+            "mapping": self.mapping,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "memory_mode": self.memory_mode,
+            "windows": self.windows,
+            "transformer_calls": self.transformer_calls,
+        }
+
+
+def target_size(width: int, height: int, max_size: int) -> tuple[int, int]:
+    """Longer side -> max_size, then each side rounded UP to a multiple of 16 (SPEC §8)."""
+    scale = max_size / max(width, height)
+    return 16 * math.ceil(width * scale / 16), 16 * math.ceil(height * scale / 16)
+
+
+def first_frame_mask(latent_frames: int, h: int, w: int) -> torch.Tensor:
+    """(1, 4, T, h, w): ones on latent frame 0 (the known reference frame), zeros elsewhere."""
+    mask = torch.zeros(1, 4, latent_frames, h, w)
+    mask[:, :, 0] = 1.0
+    return mask
+
+
+class _Timer:
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def stage(self, name: str):
+        timer = self
+
+        class _Ctx:
+            def __enter__(self):
+                self.t = time.perf_counter()
+                logger.info("stage: %s", name)
+
+            def __exit__(self, *exc):
+                timer.seconds[name] = timer.seconds.get(name, 0.0) + time.perf_counter() - self.t
+
+        return _Ctx()
+
+
+class FantasyPortraitPipeline:
+    """The FantasyPortrait models plus the frozen Wan encoders, ready to animate portraits."""
+
+    def __init__(
+        self,
+        transformer,
+        expression_encoder,
+        motion_encoder,
+        vae,
+        clip,
+        files: layout.WeightFiles,
+        *,
+        dtype=torch.float32,
+        device="cpu",
+        memory_mode="auto",
+        face_backend="mediapipe",
+    ):
+        self.transformer = transformer
+        self.expression_encoder = expression_encoder
+        self.motion_encoder = motion_encoder
+        self.vae = vae
+        self.clip = clip
+        self.files = files
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self.memory_mode = memory_mode
+        self.face_backend = face_backend
+        self._text_encoder = None
+        self._empty_prompt = None
+
+    # ---------------------------------------------------------------------------------- loading
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        wan_dir: str | os.PathLike | None = None,
+        *,
+        portrait_checkpoint: str | os.PathLike | None = None,
+        motion_checkpoint: str | os.PathLike | None = None,
+        torch_dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+        memory_mode: str = "auto",
+        face_backend: str = "mediapipe",
+        need_text_encoder: bool = False,
+    ) -> FantasyPortraitPipeline:
+        """Load everything from a weight folder (released layout; see ``layout``).
+
+        wan_dir: the folder (None: ``$FANTASY_PORTRAIT_WEIGHTS``). portrait_checkpoint /
+        motion_checkpoint override where ``fantasyportrait_model.*`` and ``pd_fpg.pth`` are found.
+        Models are loaded to the CPU and placed on ``device`` per the memory mode at run time.
+        """
+        from ..models.loading import load_portrait_checkpoint, load_wan_transformer
+        from ..motion import MotionEncoder
+        from .encoders import load_clip_image_encoder, load_vae
+
+        files = layout.find_weight_files(wan_dir, need_text_encoder=need_text_encoder)
+        if portrait_checkpoint is not None:
+            files.portrait = Path(portrait_checkpoint)
+        if motion_checkpoint is not None:
+            files.motion = Path(motion_checkpoint)
+        for p in (files.portrait, files.motion):
+            if not p.is_file():
+                raise CheckpointError(f"weight files missing: {p}")
+        from safetensors import safe_open
+
+        token_dim = None
+        if files.portrait.suffix == ".safetensors":
+            with safe_open(str(files.portrait), "pt") as f:
+                key = next((k for k in f.keys() if k.startswith("proj_model.norm.weight")), None)
+                token_dim = f.get_slice(key).get_shape()[0] if key else None
+        transformer = load_wan_transformer(
+            files.wan_dir, dtype=torch_dtype, device="cpu", motion_dim=token_dim or 2048
+        )
+        encoder = load_portrait_checkpoint(files.portrait, transformer, dtype=torch_dtype, device="cpu")
+        motion = MotionEncoder.from_pretrained(files.motion, device="cpu")
+        vae = load_vae(files.vae, dtype=torch_dtype, device="cpu")
+        clip = load_clip_image_encoder(files.clip, dtype=torch_dtype, device="cpu")
+        return cls(
+            transformer,
+            encoder,
+            motion,
+            vae,
+            clip,
+            files,
+            dtype=torch_dtype,
+            device=device,
+            memory_mode=memory_mode,
+            face_backend=face_backend,
+        )
+
+    # ------------------------------------------------------------------------------ text
+
+    def encode_text(self, prompt: str) -> torch.Tensor:
+        """(1, 512, text_dim) umT5 embedding. The empty prompt comes from the cache beside the weights
+        (computed once with the real encoder when the cache is absent); any other prompt loads umT5."""
+        from .encoders import load_empty_prompt, load_text_encoder, save_empty_prompt
+
+        if not prompt.strip() and self._empty_prompt is not None:
+            return self._empty_prompt
+        if not prompt.strip() and self.files.empty_prompt is not None:
+            self._empty_prompt = load_empty_prompt(self.files.empty_prompt)
+            return self._empty_prompt
+        if self._text_encoder is None:
+            if not self.files.has_text_encoder:
+                raise CheckpointError(
+                    f"weight files missing: {self.files.wan_dir / layout.T5_FILE}, "
+                    f"{self.files.wan_dir / layout.T5_TOKENIZER}/ (needed for a prompt or text guidance != 1)"
+                )
+            self._text_encoder = load_text_encoder(self.files.t5, self.files.t5_tokenizer, dtype=self.dtype)
+        emb = self._text_encoder([prompt])
+        if not prompt.strip():
+            self._empty_prompt = emb
+            cache = self.files.wan_dir / layout.EMPTY_PROMPT_FILE
+            try:
+                save_empty_prompt(cache, emb)
+                logger.info("cached the empty-prompt embedding in %s", cache)
+            except OSError as exc:
+                logger.warning("could not cache the empty prompt in %s (%s)", cache, exc)
+        return emb
+
+    # ------------------------------------------------------------------------------- main
+
+    def estimate(
+        self,
+        width: int,
+        height: int,
+        num_frames: int,
+        *,
+        window_frames: int | None,
+        batch_branches: bool = True,
+        text: bool = False,
+    ):
+        cfg = self.transformer.config
+        latent = (num_frames - 1) // 4 + 1
+        if window_frames:
+            latent = min(latent, (window_frames - 1) // 4 + 1)
+        dim = cfg.num_attention_heads * cfg.attention_head_dim
+        params = sum(p.numel() for p in self.transformer.parameters())
+        return estimate_memory(
+            params,
+            dim,
+            cfg.ffn_dim,
+            cfg.num_attention_heads,
+            height=height,
+            width=width,
+            latent_frames=latent,
+            branches=2 if batch_branches else 1,
+            dtype_bytes=torch.finfo(self.dtype).bits // 8,
+            text=text,
+            encoder_params=sum(p.numel() for p in self.expression_encoder.parameters()),
+        )
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image: str | os.PathLike,
+        driving: list[str | os.PathLike] | str | os.PathLike,
+        *,
+        output: str | os.PathLike | None = None,
+        face_boxes: np.ndarray | None = None,
+        mapping: str | None = None,
+        max_frames: int | None = None,
+        max_size: int = 720,
+        fps: float = DEFAULT_FPS,
+        num_steps: int = 30,
+        motion_guidance: float = 4.0,
+        text_guidance: float = 1.0,
+        prompt: str = "",
+        negative_prompt: str = "",
+        seed: int = 0,
+        window_frames: int | None = 81,
+        overlap_frames: int = 20,
+        batch_branches: bool = True,
+        max_image_pixels: int = MAX_IMAGE_PIXELS,
+        progress: bool = True,
+    ) -> AnimationResult:
+        """Animate every face of ``image`` with the driving video(s).
+
+        driving: one video (N faces) or a list of N single-face videos. mapping: 'D:P,...' driving face
+        D drives portrait face P (faces numbered left to right from 0). max_frames: at most this many
+        driving frames (after resampling to ``fps``); the count used is the largest 4k+1 not above it.
+        window_frames / overlap_frames: temporal windows for long clips (driving frames, 4k+1 and 4k).
+        output: an .mp4 path (written atomically with the driving audio) or None to return the frames.
+        """
+        from ..faces import get_backend
+        from ..io import frame_count_4k1, iter_video_frames, load_image, probe_video, write_video
+        from ..models.masks import token_label_map
+        from ..models.motion_attention import MotionCondition, motion_windows
+        from ..motion import extract_motion
+
+        timer = _Timer()
+        bar = dict(disable=not progress, leave=False)
+
+        # 1. check inputs ----------------------------------------------------------------------------
+        with timer.stage("inputs"):
+            videos = [Path(v) for v in ([driving] if isinstance(driving, (str, os.PathLike)) else driving)]
+            if not videos:
+                raise InputError("no driving video given")
+            infos = [probe_video(v) for v in videos]
+            if output is not None:
+                output = Path(output)
+                _check_writable(output)
+            portrait = load_image(image, max_pixels=max_image_pixels)
+            if num_steps < 1:
+                raise InputError(f"--steps must be >= 1, got {num_steps}")
+
+        # 2. faces and motion -------------------------------------------------------------------------
+        with timer.stage("faces"):
+            backend = get_backend(self.face_backend)
+            ref_boxes = portrait_faces(portrait, backend, face_boxes, source=str(image))
+            n = len(ref_boxes)
+            order = parse_mapping(mapping, n)
+            frames_cache: dict[Path, list[np.ndarray]] = {}
+
+            def frames_of(video: Path) -> list[np.ndarray]:
+                if video not in frames_cache:
+                    it = iter_video_frames(video, fps=fps, max_frames=max_frames)
+                    frames_cache[video] = list(tqdm(it, desc=f"read {video.name}", unit="frame", **bar))
+                return frames_cache[video]
+
+            drivers = gather_driving_faces(videos, frames_of, backend, n)
+            available = min(len(frames_of(v)) for v in videos)
+            num_frames = frame_count_4k1(available, max_frames)
+            drivers = [_cut(d, num_frames) for d in drivers]
+        with timer.stage("motion"):
+            motion_feats = []
+            for d in tqdm(drivers, desc="motion", unit="face", **bar):
+                frames = frames_of(d.video)[:num_frames]
+                feats = extract_motion(frames, d.five_points, self.motion_encoder)
+                motion_feats.append(feats.as_tensor())
+            frames_cache.clear()
+
+        # sizes and memory plan
+        width, height = target_size(portrait.shape[1], portrait.shape[0], max_size)
+        scale = np.array([width / portrait.shape[1], height / portrait.shape[0]] * 2, np.float32)
+        ref_boxes_scaled = ref_boxes * scale
+        latent_frames = (num_frames - 1) // 4 + 1
+        h, w = height // 8, width // 8
+        window = None if not window_frames else max(3, (window_frames - 1) // 4 + 1)
+        overlap = max(1, overlap_frames // 4)
+        use_text = bool(prompt.strip()) or text_guidance != 1.0
+        estimate = self.estimate(
+            width,
+            height,
+            num_frames,
+            window_frames=window_frames,
+            batch_branches=batch_branches,
+            text=use_text,
+        )
+        mode, tiling, reason = pick_mode(self.memory_mode, self.device, estimate)
+        logger.info("memory mode: %s", reason)
+        placement = Placement(mode, self.device)
+        placement.setup(self.transformer, [self.clip, self.vae, self.expression_encoder])
+        if tiling:
+            self.vae.enable_tiling()
+        dev = self.device
+
+        # motion tokens -> per-face windows in portrait order, and the face label map
+        with timer.stage("motion tokens"), placement.use(self.expression_encoder):
+            windows = []
+            for p in range(n):
+                feats = motion_feats[order[p]][None].to(dev, self.dtype)
+                tokens = self.expression_encoder(feats)
+                windows.append(motion_windows(tokens, num_frames)[0])
+            labels = None
+            if n > 1:
+                from ..faces.regions import face_region
+
+                regions = np.stack(
+                    [
+                        face_region(ref_boxes_scaled[p], drivers[order[p]].boxes, (height, width))
+                        for p in range(n)
+                    ]
+                )
+                labels = token_label_map(regions, (height, width))
+            motion = MotionCondition(windows, labels)
+
+        # 3. image conditioning: CLIP features, first-frame mask + VAE latents of [image, black...] ---------
+        with timer.stage("encode"):
+            ref = _to_tensor(portrait, width, height).to(dev)  # (1, 3, H, W) in [-1, 1]
+            with placement.use(self.clip):
+                image_features = self.clip(ref).to(self.dtype)
+            with placement.use(self.vae):
+                chunks = _conditioning_chunks(ref, num_frames)
+                latents_ref = self.vae.encode_stream(tqdm(chunks, desc="encode", total=latent_frames, **bar))
+            y = torch.cat([first_frame_mask(latent_frames, h, w).to(dev), latents_ref], dim=1).to(self.dtype)
+
+        # 4. text conditioning ----------------------------------------------------------------------------
+        with timer.stage("text"):
+            text = self.encode_text(prompt).to(dev, self.dtype)
+            negative = self.encode_text(negative_prompt).to(dev, self.dtype) if text_guidance != 1.0 else None
+
+        # 5. noise: float32 on the CPU from the seed, whatever the device -----------------------------------
+        generator = torch.Generator("cpu").manual_seed(int(seed))
+        noise = torch.randn((1, 16, latent_frames, h, w), generator=generator, dtype=torch.float32).to(dev)
+
+        # 6. sampling with motion guidance -----------------------------------------------------------------
+        with timer.stage("denoise"), placement.use(self.transformer):
+            denoiser = GuidedDenoiser(
+                self.transformer,
+                Conditions(y, image_features, text, motion, negative),
+                motion_guidance=motion_guidance,
+                text_guidance=text_guidance,
+                batch_branches=batch_branches,
+                window=window,
+                overlap=overlap,
+            )
+            steps = tqdm(total=num_steps, desc="denoise", unit="step", **bar)
+            latents = sample(denoiser, noise, num_steps, callback=lambda i, x: steps.update(1))
+            steps.close()
+            motion.clear_cache()
+
+        # 7. decode and 8. write ------------------------------------------------------------------------------
+        audio = next((v for v, info in zip(videos, infos) if info.has_audio), None)
+        frames_out = None
+        with timer.stage("decode+write"), placement.use(self.vae):
+            pixels = _frames_from_latents(self.vae.decode_stream(latents), num_frames)
+            pixels = tqdm(pixels, desc="decode", total=num_frames, unit="frame", **bar)
+            if output is not None:
+                write_video(output, pixels, fps=fps, audio_from=audio)
+            else:
+                frames_out = np.stack(list(pixels))
+
+        faces_info = [
+            {
+                "portrait_face": p,
+                "box": [round(float(v), 1) for v in ref_boxes[p]],
+                "driver": drivers[order[p]].label,
+            }
+            for p in range(n)
+        ]
+        return AnimationResult(
+            output=output,
+            frames=frames_out,
+            num_frames=num_frames,
+            fps=fps,
+            size=(width, height),
+            faces=faces_info,
+            mapping=order,
+            seconds=timer.seconds,
+            memory_mode=reason,
+            windows=len(denoiser.windows),
+            transformer_calls=denoiser.calls,
+        )
+
+
+def _check_writable(output: Path) -> None:
+    if output.suffix.lower() != ".mp4":
+        raise InputError(f"{output}: output must be an .mp4 file")
+    folder = output.parent if str(output.parent) else Path(".")
+    if output.is_dir():
+        raise InputError(f"{output}: is a folder, not a file name")
+    if not folder.is_dir():
+        raise InputError(f"{output}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
+        raise InputError(f"{output}: not writable")
+
+
+def _cut(d: DrivingFace, num_frames: int) -> DrivingFace:
+    if len(d.boxes) < num_frames:
+        raise FaceError(f"{d.video}: face tracked on {len(d.boxes)} frames, need {num_frames}")
+    return DrivingFace(
+        d.video, d.index, d.boxes[:num_frames], d.five_points[:num_frames], d.detected[:num_frames]
+    )
+
+
+def _to_tensor(image: np.ndarray, width: int, height: int) -> torch.Tensor:
+    """(H0, W0, 3) uint8 -> (1, 3, height, width) float32 in [-1, 1], Lanczos resize (SPEC §8)."""
+    from PIL import Image
+
+    im = Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS)
+    x = torch.from_numpy(np.asarray(im, np.float32) / 127.5 - 1.0)
+    return x.permute(2, 0, 1)[None]
+
+
+def _conditioning_chunks(ref: torch.Tensor, num_frames: int) -> Iterator[torch.Tensor]:
+    """[reference image, then F-1 zero ('black' in the model's [-1, 1] input, as the reference) frames]
+    as the VAE's causal chunks: 1 frame, then 4 at a time."""
+    yield ref[:, :, None]
+    zeros = torch.zeros(ref.shape[0], 3, 4, *ref.shape[2:], device=ref.device)
+    for _ in range((num_frames - 1) // 4):
+        yield zeros
+
+
+def _frames_from_latents(chunks, num_frames: int) -> Iterator[np.ndarray]:
+    count = 0
+    for chunk in chunks:
+        video = (
+            ((chunk[0].permute(1, 2, 3, 0) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+        )
+        for frame in video:
+            if count < num_frames:
+                yield frame
+                count += 1

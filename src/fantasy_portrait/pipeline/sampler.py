@@ -1,0 +1,200 @@
+"""The denoising loop (SPEC §8): Euler flow-matching steps with motion (and optional text) guidance,
+over the whole clip or over overlapping temporal windows for long clips.
+
+Guidance needs two transformer calls per step (motion on, motion off) or three with text guidance
+(plus the negative prompt). They differ only in motion scale and text, so by default they run as
+ONE batch: the transformer takes a per-sample motion scale, and the image/text/motion inputs are
+shared. ``batch_branches=False`` runs them one after the other (less peak memory).
+
+Long clips (more latent frames than ``window``): every step runs the transformer on overlapping
+windows of latent frames and blends the velocities of overlapping frames with linear ramps. Each
+window after the first is prefixed with latent frame 0 (the reference frame, the only one that
+carries the image latent) so every window sees the identity; that anchor's prediction is used
+from window 0 only. Cost: sum of window lengths / T transformer work per step, e.g. T = 76
+latent frames (301 frames) with window 21 and overlap 5 -> 5 windows, 1.38x the work of one pass,
+with the activation memory of a 21-frame pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ..models.motion_attention import MotionCondition
+from .schedule import flow_match_sigmas, guided_velocity
+
+
+@dataclass
+class Conditions:
+    """Everything the transformer sees besides the noisy latents (batch 1).
+
+    y: (1, 20, T, h, w) mask channels + reference-image latents. image: (1, 257, 1280) CLIP features.
+    text: (1, 512, text_dim); negative: (1, 512, text_dim) or None (only for text guidance != 1).
+    motion: windows of every face over all T latent frames (+ label map for several faces).
+    """
+
+    y: torch.Tensor
+    image: torch.Tensor
+    text: torch.Tensor
+    motion: MotionCondition
+    negative: torch.Tensor | None = None
+
+
+def latent_windows(num_latent: int, window: int | None, overlap: int) -> list[list[int]]:
+    """Latent-frame indices of each window. Windows after the first start with the anchor frame 0.
+
+    window: latent frames per transformer call (anchor included); None or >= num_latent: one window.
+    overlap: latent frames shared by consecutive windows (not counting the anchor).
+    """
+    if window is None or window >= num_latent:
+        return [list(range(num_latent))]
+    if window < 3:
+        raise ValueError(f"a temporal window needs at least 3 latent frames, got {window}")
+    overlap = max(1, min(overlap, window - 2))
+    windows = [list(range(window))]
+    body = window - 1  # frames after the anchor
+    end = window
+    while end < num_latent:
+        start = min(end - overlap, num_latent - body)
+        windows.append([0, *range(start, start + body)])
+        end = start + body
+    return windows
+
+
+def blend_weights(windows: list[list[int]], num_latent: int) -> list[torch.Tensor]:
+    """Per-window (len,) weights: linear ramps over each overlap, 0 for anchors after window 0."""
+    weights = []
+    for k, idx in enumerate(windows):
+        w = torch.ones(len(idx))
+        if k > 0:
+            w[0] = 0.0  # the anchor frame: window 0 predicts it
+            prev = set(windows[k - 1])
+            n = sum(1 for i in idx[1:] if i in prev)
+            if n:
+                w[1 : 1 + n] = torch.arange(1, n + 1) / (n + 1)
+        if k + 1 < len(windows):
+            nxt = set(windows[k + 1][1:])
+            n = sum(1 for i in idx if i in nxt)
+            if n:
+                w[len(idx) - n :] = torch.minimum(w[len(idx) - n :], torch.arange(n, 0, -1) / (n + 1))
+        weights.append(w)
+    return weights
+
+
+class GuidedDenoiser:
+    """Velocity of the guided model for the latents of a whole clip (windowed when long)."""
+
+    def __init__(
+        self,
+        transformer,
+        conditions: Conditions,
+        *,
+        motion_guidance: float = 4.0,
+        text_guidance: float = 1.0,
+        batch_branches: bool = True,
+        window: int | None = None,
+        overlap: int = 5,
+    ):
+        self.transformer = transformer
+        self.c = conditions
+        self.g = float(motion_guidance)
+        self.text_g = float(text_guidance)
+        self.batch_branches = batch_branches
+        num_latent = conditions.y.shape[2]
+        self.windows = latent_windows(num_latent, window, overlap)
+        self.weights = blend_weights(self.windows, num_latent)
+        motion = conditions.motion
+        if len(self.windows) == 1:
+            self.motions = [motion]
+        else:  # one condition per window so each keeps its cached motion keys/values across steps
+            self.motions = [
+                MotionCondition([w[:, idx] for w in motion.windows], motion.labels, cache_kv=motion.cache_kv)
+                for idx in self.windows
+            ]
+        self.calls = 0
+
+    def _branches(self, x, t, motion, image, text, negative):
+        """Predictions (v_cond, v_uncond_motion, v_neg or None) for one latent block x (1, 36, T', h, w)."""
+        use_text = self.text_g != 1.0 and negative is not None
+        use_motion_cfg = self.g != 1.0
+        scales = [1.0] + ([0.0] if use_motion_cfg else []) + ([0.0] if use_text else [])
+        texts = [text] * (1 + use_motion_cfg) + ([negative] if use_text else [])
+        tr = self.transformer
+        if self.batch_branches:
+            b = len(scales)
+            self.calls += 1
+            out = tr(
+                x.expand(b, -1, -1, -1, -1),
+                timestep=t.expand(b),
+                encoder_hidden_states=torch.cat(texts),
+                encoder_hidden_states_image=image.expand(b, -1, -1),
+                motion=motion,
+                motion_scale=torch.tensor(scales),
+            )
+            outs = list(out.split(1))
+        else:
+            outs = []
+            for s, txt in zip(scales, texts):
+                self.calls += 1
+                outs.append(
+                    tr(
+                        x,
+                        timestep=t,
+                        encoder_hidden_states=txt,
+                        encoder_hidden_states_image=image,
+                        motion=motion,
+                        motion_scale=s,
+                    )
+                )
+        v_cond = outs[0]
+        v_unc = outs[1] if use_motion_cfg else v_cond
+        v_neg = outs[-1] if use_text else None
+        return v_cond, v_unc, v_neg
+
+    def guided(self, x, t, motion) -> torch.Tensor:
+        v_cond, v_unc, v_neg = self._branches(x, t, motion, self.c.image, self.c.text, self.c.negative)
+        return guided_velocity(v_cond, v_unc, self.g, v_neg, self.text_g)
+
+    def __call__(self, latents: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        """latents (1, 16, T, h, w) float32, timestep (1,) float32 (= 1000 sigma) -> velocity (1, 16, T, h, w)."""
+        dtype = self.c.image.dtype
+        t = timestep.to(device=latents.device, dtype=torch.float32)
+        if len(self.windows) == 1:
+            x = torch.cat([latents, self.c.y], dim=1).to(dtype)
+            return self.guided(x, t, self.motions[0]).float()
+        total = torch.zeros_like(latents, dtype=torch.float32)
+        norm = torch.zeros(latents.shape[2], device=latents.device)
+        for idx, weight, motion in zip(self.windows, self.weights, self.motions):
+            sel = torch.tensor(idx, device=latents.device)
+            x = torch.cat([latents[:, :, sel], self.c.y[:, :, sel]], dim=1).to(dtype)
+            v = self.guided(x, t, motion).float()
+            w = weight.to(latents.device)
+            total.index_add_(2, sel, v * w.view(1, 1, -1, 1, 1))
+            norm.index_add_(0, sel, w)
+        return total / norm.view(1, 1, -1, 1, 1)
+
+
+def sample(
+    velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    noise: torch.Tensor,
+    num_steps: int,
+    *,
+    shift: float = 5.0,
+    callback: Callable[[int, torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """Euler flow-matching sampling: x <- x + v(x, t) * (sigma_next - sigma), sigma after the last = 0.
+
+    noise: (1, 16, T, h, w) float32. velocity(latents, timestep (1,) float32 = 1000 sigma) -> same
+    shape as latents. Returns the final latents.
+    """
+    sigmas = flow_match_sigmas(num_steps, shift).float()
+    timesteps = sigmas * 1000.0
+    x = noise.float()
+    for i in range(len(sigmas)):
+        sigma_next = sigmas[i + 1] if i + 1 < len(sigmas) else torch.zeros((), dtype=torch.float32)
+        x = x + velocity(x, timesteps[i : i + 1]) * (sigma_next - sigmas[i]).to(x.device)
+        if callback is not None:
+            callback(i, x)
+    return x
