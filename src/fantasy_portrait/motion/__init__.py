@@ -5,7 +5,22 @@
 - :class:`MotionFeatures`: head (F, 6), eye (F, 6), emotion (F, 30), mouth (F, 512); ``.as_tensor()`` (F, 554)
 """
 
-from .encoder import MOTION_DIM, PART_DIMS, MotionEncoder, MotionFeatures, extract_motion
+from .encoder import (
+    MOTION_DIM,
+    PART_DIMS,
+    MotionEncoder,
+    MotionFeatures,
+    extract_motion,
+    extract_tracks_motion,
+)
 from .fan import FanEncoder
 
-__all__ = ["MOTION_DIM", "PART_DIMS", "FanEncoder", "MotionEncoder", "MotionFeatures", "extract_motion"]
+__all__ = [
+    "MOTION_DIM",
+    "PART_DIMS",
+    "FanEncoder",
+    "MotionEncoder",
+    "MotionFeatures",
+    "extract_motion",
+    "extract_tracks_motion",
+]

@@ -249,3 +249,55 @@ def extract_motion(
     if return_crops:
         return features, (np.concatenate(crops_all) if crops_all else np.zeros((0, 224, 224, 3), np.uint8))
     return features
+
+
+def extract_tracks_motion(
+    frames_or_video,
+    tracks: list,
+    encoder: MotionEncoder,
+    *,
+    fps: float | None = None,
+    chunk: int = 32,
+) -> list[MotionFeatures]:
+    """Motion features of every tracked face in one decoding pass (memory bounded by ``chunk`` frames).
+
+    frames_or_video: a video path (decoded again, resampled to ``fps`` exactly as for tracking),
+    VideoFrames, an (F, H, W, 3) array or an iterable of frames. tracks: FaceTracks of that clip.
+    Returns one MotionFeatures per track, each with the track's F frames.
+    """
+    from ..faces.align import align_faces
+    from ..io import VideoFrames, iter_video_frames
+
+    if isinstance(frames_or_video, (str, os.PathLike)):
+        frames = iter_video_frames(frames_or_video, fps=fps)
+    elif isinstance(frames_or_video, VideoFrames):
+        frames = frames_or_video.frames
+    else:
+        frames = frames_or_video
+    if not tracks:
+        return []
+    n = tracks[0].num_frames
+    results: list[list[MotionFeatures]] = [[] for _ in tracks]
+    buffer: list[np.ndarray] = []
+    done = 0
+
+    def flush():
+        nonlocal done, buffer
+        if not buffer:
+            return
+        batch = np.stack(buffer)
+        for i, tr in enumerate(tracks):
+            results[i].append(encoder.encode(align_faces(batch, tr.five_points[done : done + len(buffer)])))
+        done += len(buffer)
+        buffer = []
+
+    for frame in frames:
+        if done + len(buffer) >= n:
+            break
+        buffer.append(np.asarray(frame))
+        if len(buffer) >= chunk:
+            flush()
+    flush()
+    if done != n:
+        raise ValueError(f"the clip gave {done} frames but the tracks have {n}")
+    return [MotionFeatures.concat(parts) for parts in results]
