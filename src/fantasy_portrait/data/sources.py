@@ -1,4 +1,5 @@
-"""Inputs of a curation run: a folder of videos or a manifest (CSV, JSONL, Parquet) of local paths.
+"""Inputs of a curation run: a folder of videos, a manifest (CSV, JSONL, Parquet) of local paths, or
+one video file.
 
 A manifest needs a column named ``path`` (or ``video``, ``file``, ``url``); relative paths are taken
 relative to the manifest's folder and ``file://`` URLs are accepted. Remote URLs are refused: the
@@ -78,7 +79,7 @@ def _manifest_entries(manifest: Path) -> list[str]:
 def list_sources(input_path: str | Path) -> list[VideoSource]:
     """Videos to curate, sorted by path, duplicates removed.
 
-    input_path: a folder (searched recursively for video files) or a manifest file.
+    input_path: a folder (searched recursively for video files), a manifest file or one video.
     """
     root = Path(input_path).expanduser()
     if not root.exists():
@@ -87,6 +88,8 @@ def list_sources(input_path: str | Path) -> list[VideoSource]:
         paths = sorted(p.resolve() for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
         if not paths:
             raise InputError(f"{root}: folder has no video files ({', '.join(VIDEO_SUFFIXES)})")
+    elif root.suffix.lower() in VIDEO_SUFFIXES:
+        paths = [root.resolve()]
     else:
         paths = [_resolve(e, root.parent, root) for e in _manifest_entries(root)]
         missing = [p for p in paths if not p.is_file()]
