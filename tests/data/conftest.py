@@ -79,7 +79,8 @@ def pool_run(curate_inputs, tmp_path_factory):
     from fantasy_portrait.data import CurationConfig, curate, read_manifest
 
     out = tmp_path_factory.mktemp("curate_pool")
-    result = curate(curate_inputs["manifest"], out, CurationConfig(), executor="process", workers=2, progress=False)
+    result = curate(
+        curate_inputs["manifest"], out, CurationConfig(), executor="process", workers=2, progress=False
+    )
     table = read_manifest(result.manifest_path)
     return result, table
-

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from fantasy_portrait.data import CurationConfig, curate, read_manifest
 from fantasy_portrait.data.journal import Journal
 from fantasy_portrait.data.manifest import TIMING_COLUMNS
@@ -86,7 +87,10 @@ def test_report_and_counts(pool_run):
     for name in ("sharpness_frame", "faces", "mouth_motion", "head_range"):
         assert (result.out_dir / "report" / f"{name}.png").stat().st_size > 1000
     assert "aesthetic score\n\nnot scored" in text
-    assert set(table.column("aesthetic_status").to_pylist()) <= {None, "skipped: no aesthetic predictor given"}
+    assert set(table.column("aesthetic_status").to_pylist()) <= {
+        None,
+        "skipped: no aesthetic predictor given",
+    }
 
 
 def test_single_face_mode_keeps_the_crop(curate_inputs, tmp_path):
@@ -139,7 +143,12 @@ def test_ray_data_gives_the_process_pool_manifest(curate_inputs, pool_run, tmp_p
     ray = pytest.importorskip("ray", reason="ray[data] is not installed")
     try:
         result = curate(
-            curate_inputs["manifest"], tmp_path / "ray", CurationConfig(), executor="ray", workers=2, progress=False
+            curate_inputs["manifest"],
+            tmp_path / "ray",
+            CurationConfig(),
+            executor="ray",
+            workers=2,
+            progress=False,
         )
     finally:
         ray.shutdown()
