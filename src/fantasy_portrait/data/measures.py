@@ -95,50 +95,37 @@ class SampledTrack:
         return self.observations[-1].box
 
 
-def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
-def _match_cost(track_box: np.ndarray, box: np.ndarray) -> float:
-    """Lower is better; inf when the faces are too far apart to be the same face."""
-    size = max(np.sqrt(max((track_box[2] - track_box[0]) * (track_box[3] - track_box[1]), 1e-6)), 1.0)
-    ca = (track_box[:2] + track_box[2:]) / 2
-    cb = (box[:2] + box[2:]) / 2
-    distance = float(np.linalg.norm(ca - cb)) / size
-    if distance > 1.0 and _box_iou(track_box, box) < 0.1:
-        return float("inf")
-    return distance - _box_iou(track_box, box)
-
-
 def track_sampled_faces(per_frame: list[list[FaceObservation]], max_gap: int = 3) -> list[SampledTrack]:
-    """Link faces across sampled frames by box distance (greedy, globally cheapest pairs first).
+    """Link faces across sampled frames: the face stack's association cost, solved optimally.
 
-    Samples are a fraction of a second apart, so faces move a fraction of their size between them; a
-    track may miss up to ``max_gap`` samples (occlusion, a missed detection). Tracks are numbered by
-    the x of their first box, left to right, so numbering does not depend on detection order.
+    Samples are a fraction of a second apart, so faces move a fraction of their size between them
+    (:func:`fantasy_portrait.faces.tracking.pair_cost` gates the pairs); a track may miss up to
+    ``max_gap`` samples (occlusion, a missed detection). Unlike ``track_faces`` (driving videos),
+    nothing is required of the faces here: counting them is the point. Tracks are numbered left to
+    right by their mean centre x, so numbering does not depend on detection order.
     """
+    from scipy.optimize import linear_sum_assignment
+
+    from ..faces.tracking import pair_cost
+
     tracks: list[SampledTrack] = []
     for position, faces in enumerate(per_frame):
         live = [t for t in tracks if position - t.frames[-1] <= max_gap]
-        pairs = sorted(
-            (_match_cost(t.last_box, f.box), ti, fi)
-            for ti, t in enumerate(live)
-            for fi, f in enumerate(faces)
-        )
-        used_t, used_f = set(), set()
-        for cost, ti, fi in pairs:
-            if not np.isfinite(cost) or ti in used_t or fi in used_f:
-                continue
-            used_t.add(ti)
-            used_f.add(fi)
-            live[ti].frames.append(position)
-            live[ti].observations.append(faces[fi])
+        matched = set()
+        if live and faces:
+            cost = pair_cost(
+                np.stack([t.last_box for t in live]).astype(np.float64),
+                np.stack([f.box for f in faces]).astype(np.float64),
+                np.array([position - t.frames[-1] for t in live], np.float64),
+            )
+            rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e6))
+            for r, c in zip(rows, cols, strict=True):
+                if np.isfinite(cost[r, c]):
+                    live[r].frames.append(position)
+                    live[r].observations.append(faces[c])
+                    matched.add(int(c))
         for fi, face in enumerate(faces):
-            if fi not in used_f:
+            if fi not in matched:
                 tracks.append(SampledTrack(track_id=-1, frames=[position], observations=[face]))
     tracks.sort(key=lambda t: float(np.mean([o.center_x for o in t.observations])))
     for i, track in enumerate(tracks):
