@@ -136,12 +136,12 @@ class _Face:
         ]
         # Nose: an ellipsoid whose front-most point is the nose tip.
         nl, ns = idt.nose_length, idt.nose_size
-        self.nose_tip_y = -0.16 - 0.3 * (nl - 0.17)
+        self.nose_tip_y = -0.2 - 0.3 * (nl - 0.17)
         self.nose_r = np.array([0.075 * ns, 0.6 * nl + 0.04, 0.11 * ns], np.float32)
         zc = self.surface_z(0.0, self.nose_tip_y) - 0.02
         self.nose_c = np.array([0.0, self.nose_tip_y, zc], np.float32)
         # Mouth.
-        self.my = -0.47 + 0.3 * (self.ey - 0.12)
+        self.my = -0.53 + 0.3 * (self.ey - 0.12)
         self.mw = idt.mouth_size * (
             1 + 0.22 * m["mouth_width"] - 0.35 * m["mouth_pucker"] + 0.12 * max(smile, 0)
         )

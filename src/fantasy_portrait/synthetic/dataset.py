@@ -1,0 +1,233 @@
+"""Synthetic clips with cross-reenactment ground truth, written in the training manifest format.
+
+A sample has N characters (1 to 4) and three renders:
+
+- ``driver.mp4``: the driver identities performing a random performance;
+- ``reference.png``: other (target) identities, in their own layout, in a reference pose;
+- ``target.mp4``: the ground truth of cross-reenactment: the target identities performing exactly
+  the driver's motion parameters (character i follows driver character i; head translation is
+  relative to each character's own place).
+
+Each video has a track file (safetensors, faces first, as :mod:`fantasy_portrait.training.precompute`
+reads it): ``boxes`` (N, F, 4), ``landmarks`` (N, F, 35, 2), ``five_points`` (N, F, 5, 2),
+``landmark_visible`` (N, F, 35) uint8 and ``synthetic_motion`` (N, F, 17) (the exact parameters;
+the 554-wide ``motion`` key is left to the precompute step's motion encoder). The dataset folder
+gets ``manifest.jsonl`` (every video as a training clip) and ``pairs.jsonl`` (one line per
+cross-reenactment sample). docs/synthetic.md describes the layout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .params import MOTION_NAMES, MOTION_PARTS, random_identity
+from .render import LANDMARK_LAYOUT, LANDMARK_NAMES, RenderedFrame, Scene, render_frame
+from .scenes import Clip, random_performances, random_scene, render_clip
+
+logger = logging.getLogger(__name__)
+
+FORMAT_NAME = "fantasy-portrait-synthetic"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class CrossSample:
+    """One cross-reenactment sample, all in memory."""
+
+    driver_scene: Scene
+    target_scene: Scene
+    driver: Clip
+    target: Clip  # ground truth: target identities with the driver's motion
+    reference: RenderedFrame
+    reference_motion: np.ndarray  # (N, 17)
+
+
+def make_sample(
+    seed: int, num_characters: int, num_frames: int, height: int, width: int, fps: float = 25.0
+) -> CrossSample:
+    """Render one cross-reenactment sample; deterministic in its arguments."""
+    ss = np.random.SeedSequence([int(seed), int(num_characters)])
+    s_driver, s_target, s_perf, s_ref = (np.random.default_rng(s) for s in ss.spawn(4))
+    driver_scene = random_scene(s_driver, num_characters, height, width)
+    target_ids = [random_identity(s_target) for _ in range(num_characters)]
+    target_scene = random_scene(s_target, num_characters, height, width, identities=target_ids)
+    motion = random_performances(num_frames, num_characters, int(s_perf.integers(2**31)), fps)
+    reference_motion = random_performances(1, num_characters, int(s_ref.integers(2**31)), fps)[0]
+    return CrossSample(
+        driver_scene=driver_scene,
+        target_scene=target_scene,
+        driver=render_clip(driver_scene, motion),
+        target=render_clip(target_scene, motion),
+        reference=render_frame(target_scene, reference_motion),
+        reference_motion=reference_motion,
+    )
+
+
+def clip_tracks(clip: Clip) -> dict[str, np.ndarray]:
+    """Track tensors of a clip, faces first: boxes (N, F, 4), landmarks (N, F, 35, 2), ..."""
+    return {
+        "boxes": np.ascontiguousarray(clip.boxes.transpose(1, 0, 2)),
+        "landmarks": np.ascontiguousarray(clip.landmarks.transpose(1, 0, 2, 3)),
+        "five_points": np.ascontiguousarray(clip.five_points.transpose(1, 0, 2, 3)),
+        "landmark_visible": np.ascontiguousarray(clip.landmark_visible.transpose(1, 0, 2)).astype(np.uint8),
+        "synthetic_motion": np.ascontiguousarray(clip.motion.transpose(1, 0, 2)),
+    }
+
+
+def frame_tracks(frame: RenderedFrame, motion: np.ndarray) -> dict[str, np.ndarray]:
+    """Track tensors of a single frame (F = 1)."""
+    clip = Clip(
+        frames=frame.image[None],
+        motion=np.asarray(motion, np.float32)[None],
+        boxes=frame.boxes[None],
+        five_points=frame.five_points[None],
+        landmarks=frame.landmarks[None],
+        landmark_visible=frame.landmark_visible[None],
+    )
+    return clip_tracks(clip)
+
+
+def save_tracks(path: str | os.PathLike, tracks: dict[str, np.ndarray], metadata: dict | None = None) -> Path:
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"layout": LANDMARK_LAYOUT, "motion_names": ",".join(MOTION_NAMES)}
+    meta.update({k: str(v) for k, v in (metadata or {}).items()})
+    save_file({k: np.ascontiguousarray(v) for k, v in tracks.items()}, str(path), metadata=meta)
+    return path
+
+
+def load_tracks(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a track file written by :func:`save_tracks` (faces first)."""
+    from safetensors.numpy import load_file
+
+    from ..errors import InputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: track file not found")
+    try:
+        return load_file(str(path))
+    except Exception as exc:
+        raise InputError(f"{path}: unreadable track file ({exc})") from exc
+
+
+def write_clip_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> Path:
+    """Write (F, H, W, 3) uint8 RGB frames as H.264 mp4 with the project's writer."""
+    from ..io.video import write_video
+
+    return write_video(path, frames, fps)
+
+
+def _scene_dict(scene: Scene) -> dict:
+    return {
+        "height": scene.height,
+        "width": scene.width,
+        "background_top": list(scene.background_top),
+        "background_bottom": list(scene.background_bottom),
+        "characters": [
+            {"identity": c.identity.to_dict(), "center": list(c.center), "size": c.size}
+            for c in scene.characters
+        ],
+    }
+
+
+def write_sample(folder: str | os.PathLike, sample: CrossSample, fps: float, sample_id: str) -> dict:
+    """Write one sample's videos, reference image, track files and meta.json; returns its pairs line."""
+    from ..io.image import save_image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_clip_video(folder / "driver.mp4", sample.driver.frames, fps)
+    write_clip_video(folder / "target.mp4", sample.target.frames, fps)
+    save_image(folder / "reference.png", sample.reference.image)
+    save_tracks(folder / "driver.safetensors", clip_tracks(sample.driver))
+    save_tracks(folder / "target.safetensors", clip_tracks(sample.target))
+    save_tracks(folder / "reference.safetensors", frame_tracks(sample.reference, sample.reference_motion))
+    meta = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "id": sample_id,
+        "fps": fps,
+        "num_frames": int(sample.driver.frames.shape[0]),
+        "num_characters": sample.driver_scene.num_characters,
+        "motion_names": list(MOTION_NAMES),
+        "motion_parts": {k: [v.start, v.stop] for k, v in MOTION_PARTS.items()},
+        "landmark_layout": LANDMARK_LAYOUT,
+        "landmark_names": list(LANDMARK_NAMES),
+        "driver_scene": _scene_dict(sample.driver_scene),
+        "target_scene": _scene_dict(sample.target_scene),
+        "reference_motion": sample.reference_motion.tolist(),
+    }
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+    return {
+        "id": sample_id,
+        "num_characters": meta["num_characters"],
+        "num_frames": meta["num_frames"],
+        "reference": f"{sample_id}/reference.png",
+        "reference_tracks": f"{sample_id}/reference.safetensors",
+        "driver": f"{sample_id}/driver.mp4",
+        "driver_tracks": f"{sample_id}/driver.safetensors",
+        "ground_truth": f"{sample_id}/target.mp4",
+        "ground_truth_tracks": f"{sample_id}/target.safetensors",
+        "meta": f"{sample_id}/meta.json",
+    }
+
+
+@dataclass
+class DatasetOptions:
+    num_samples: int = 8
+    num_frames: int = 33
+    height: int = 256
+    width: int = 256
+    characters: tuple[int, ...] = (1, 2)  # character counts, used in turn
+    fps: float = 25.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from ..errors import InputError
+
+        if self.num_samples < 1 or self.num_frames < 1:
+            raise InputError("a synthetic dataset needs at least one sample of at least one frame")
+        if not self.characters or any(not 1 <= n <= 4 for n in self.characters):
+            raise InputError(f"character counts must be between 1 and 4, got {self.characters}")
+        if self.height < 32 or self.width < 32:
+            raise InputError(f"image size {self.height}x{self.width} is too small (at least 32x32)")
+
+
+def generate_dataset(output: str | os.PathLike, options: DatasetOptions) -> list[dict]:
+    """Render ``options.num_samples`` samples into ``output``; returns the pairs lines.
+
+    Writes ``output/<id>/...`` per sample, ``manifest.jsonl`` (training clips: every driver and
+    ground-truth video with its track file) and ``pairs.jsonl``.
+    """
+    from tqdm import tqdm
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    pairs, manifest = [], []
+    for i in tqdm(range(options.num_samples), desc="synthetic samples", unit="sample"):
+        n = options.characters[i % len(options.characters)]
+        sample_id = f"synth_{options.seed:04d}_{i:05d}_{n}p"
+        sample = make_sample(
+            options.seed * 100003 + i, n, options.num_frames, options.height, options.width, options.fps
+        )
+        line = write_sample(output / sample_id, sample, options.fps, sample_id)
+        pairs.append(line)
+        for role, video, tracks in (
+            ("driver", line["driver"], line["driver_tracks"]),
+            ("target", line["ground_truth"], line["ground_truth_tracks"]),
+        ):
+            manifest.append({"id": f"{sample_id}_{role}", "video": video, "tracks": tracks, "caption": ""})
+    (output / "manifest.jsonl").write_text("".join(json.dumps(m) + "\n" for m in manifest))
+    (output / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    (output / "options.json").write_text(json.dumps(asdict(options), indent=1))
+    logger.info("wrote %d synthetic samples to %s", len(pairs), output)
+    return pairs
