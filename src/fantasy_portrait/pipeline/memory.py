@@ -41,6 +41,7 @@ class MemoryEstimate:
     vae_activations: int
     vae_activations_tiled: int
     dtype_bytes: int
+    num_blocks: int = 40
 
     def peak(self, mode: str, vae_tiling: bool = False) -> int:
         """Accelerator bytes at the peak of a run in ``mode``."""
@@ -50,16 +51,14 @@ class MemoryEstimate:
         if mode == "model-offload":
             return max(self.dit_params + self.dit_activations, self.other_params + vae_act, self.text_params)
         if mode == "sequential":
-            block = self.dit_params // 40 if self.dit_params > 0 else 0
+            block = self.dit_params // max(1, self.num_blocks)
             return max(2 * block + self.dit_activations, self.other_params + vae_act, self.text_params // 8)
         raise ValueError(f"unknown memory mode {mode!r}")
 
     def table(self) -> dict:
         out = {k: v for k, v in asdict(self).items()}
         out["peak_by_mode_gib"] = {
-            m: round(self.peak(m, t) / GIB, 2)
-            for m in ("gpu", "model-offload", "sequential")
-            for t in [False]
+            m: round(self.peak(m) / GIB, 2) for m in ("gpu", "model-offload", "sequential")
         }
         out["peak_by_mode_vae_tiling_gib"] = {
             m: round(self.peak(m, True) / GIB, 2) for m in ("gpu", "model-offload", "sequential")
@@ -81,19 +80,20 @@ def estimate_memory(
     text: bool = False,
     encoder_params: int = 0,
     vae_base_dim: int = 96,
+    num_blocks: int = 40,
 ) -> MemoryEstimate:
     """Estimate memory for a run at ``height`` x ``width`` with ``latent_frames`` per transformer call.
 
     DiT activations (one block alive at a time in inference): the residual stream, the q/k/v and
     attention output (4 x dim), the FFN hidden (ffn) per token, times the guidance branches that run
     as one batch; attention itself is memory-efficient (no L x L matrix).
-    VAE decode peak: a few full-resolution feature maps of width ``vae_base_dim`` for one 4-frame chunk
-    (the causal decoder works a latent frame at a time), with a 2x margin for convolution workspaces.
+    VAE peak: about six full-resolution feature maps of width ``vae_base_dim`` for one 4-frame chunk
+    (the causal decoder works a latent frame at a time and we stream its output); tiles are 256 px.
     """
     tokens = latent_frames * (height // 16) * (width // 16)
     dit_act = branches * tokens * (6 * dit_dim + dit_ffn) * dtype_bytes
-    vae_act = 2 * 4 * 4 * vae_base_dim * height * width * dtype_bytes * 3
-    vae_tiled = 2 * 4 * 4 * vae_base_dim * min(height, 256) * min(width, 256) * dtype_bytes * 3
+    vae_act = 6 * 4 * vae_base_dim * height * width * dtype_bytes
+    vae_tiled = 6 * 4 * vae_base_dim * min(height, 320) * min(width, 320) * dtype_bytes
     other = (CLIP_VISUAL_PARAMS + VAE_PARAMS + encoder_params) * dtype_bytes
     return MemoryEstimate(
         dit_params=dit_params * dtype_bytes,
@@ -103,6 +103,40 @@ def estimate_memory(
         vae_activations=vae_act,
         vae_activations_tiled=vae_tiled,
         dtype_bytes=dtype_bytes,
+        num_blocks=num_blocks,
+    )
+
+
+def estimate_for_transformer(
+    transformer,
+    *,
+    width: int,
+    height: int,
+    num_frames: int,
+    window_frames: int | None,
+    batch_branches: bool = True,
+    text: bool = False,
+    dtype_bytes: int = 2,
+    encoder_params: int = 0,
+) -> MemoryEstimate:
+    """:func:`estimate_memory` for a built transformer (real or on the meta device)."""
+    cfg = transformer.config
+    latent = (num_frames - 1) // 4 + 1
+    if window_frames:
+        latent = min(latent, (window_frames - 1) // 4 + 1)
+    return estimate_memory(
+        sum(p.numel() for p in transformer.parameters()),
+        cfg.num_attention_heads * cfg.attention_head_dim,
+        cfg.ffn_dim,
+        cfg.num_attention_heads,
+        height=height,
+        width=width,
+        latent_frames=latent,
+        branches=2 if batch_branches else 1,
+        dtype_bytes=dtype_bytes,
+        text=text,
+        encoder_params=encoder_params,
+        num_blocks=cfg.num_layers,
     )
 
 

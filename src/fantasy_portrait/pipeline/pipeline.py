@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import CheckpointError, FaceError, InputError
+from ..errors import CheckpointError, InputError
 from . import layout
-from .drivers import DrivingFace, gather_driving_faces, parse_mapping, portrait_faces
-from .memory import Placement, estimate_memory, pick_mode
+from .drivers import face_motions, plan_driving
+from .memory import Placement, estimate_for_transformer, pick_mode
 from .sampler import Conditions, GuidedDenoiser, sample
 
 logger = logging.getLogger(__name__)
@@ -225,23 +225,16 @@ class FantasyPortraitPipeline:
         batch_branches: bool = True,
         text: bool = False,
     ):
-        cfg = self.transformer.config
-        latent = (num_frames - 1) // 4 + 1
-        if window_frames:
-            latent = min(latent, (window_frames - 1) // 4 + 1)
-        dim = cfg.num_attention_heads * cfg.attention_head_dim
-        params = sum(p.numel() for p in self.transformer.parameters())
-        return estimate_memory(
-            params,
-            dim,
-            cfg.ffn_dim,
-            cfg.num_attention_heads,
-            height=height,
+        """Memory estimate (:class:`~.memory.MemoryEstimate`) of a run with these sizes."""
+        return estimate_for_transformer(
+            self.transformer,
             width=width,
-            latent_frames=latent,
-            branches=2 if batch_branches else 1,
-            dtype_bytes=torch.finfo(self.dtype).bits // 8,
+            height=height,
+            num_frames=num_frames,
+            window_frames=window_frames,
+            batch_branches=batch_branches,
             text=text,
+            dtype_bytes=torch.finfo(self.dtype).bits // 8,
             encoder_params=sum(p.numel() for p in self.expression_encoder.parameters()),
         )
 
@@ -278,10 +271,9 @@ class FantasyPortraitPipeline:
         output: an .mp4 path (written atomically with the driving audio) or None to return the frames.
         """
         from ..faces import get_backend
-        from ..io import frame_count_4k1, iter_video_frames, load_image, probe_video, write_video
+        from ..io import load_image, probe_video, write_video
         from ..models.masks import token_label_map
         from ..models.motion_attention import MotionCondition, motion_windows
-        from ..motion import extract_motion
 
         timer = _Timer()
         bar = dict(disable=not progress, leave=False)
@@ -299,36 +291,28 @@ class FantasyPortraitPipeline:
             if num_steps < 1:
                 raise InputError(f"--steps must be >= 1, got {num_steps}")
 
-        # 2. faces and motion -------------------------------------------------------------------------
+        # 2. faces and motion ---------------------------------------------------------------------------
         with timer.stage("faces"):
-            backend = get_backend(self.face_backend)
-            ref_boxes = portrait_faces(portrait, backend, face_boxes, source=str(image))
-            n = len(ref_boxes)
-            order = parse_mapping(mapping, n)
-            frames_cache: dict[Path, list[np.ndarray]] = {}
-
-            def frames_of(video: Path) -> list[np.ndarray]:
-                if video not in frames_cache:
-                    it = iter_video_frames(video, fps=fps, max_frames=max_frames)
-                    frames_cache[video] = list(tqdm(it, desc=f"read {video.name}", unit="frame", **bar))
-                return frames_cache[video]
-
-            drivers = gather_driving_faces(videos, frames_of, backend, n)
-            available = min(len(frames_of(v)) for v in videos)
-            num_frames = frame_count_4k1(available, max_frames)
-            drivers = [_cut(d, num_frames) for d in drivers]
+            plan = plan_driving(
+                portrait,
+                videos,
+                backend=get_backend(self.face_backend),
+                fps=fps,
+                max_frames=max_frames,
+                face_boxes=face_boxes,
+                mapping=mapping,
+                image_name=str(image),
+                progress=progress,
+            )
+            num_frames = plan.num_frames
+            n = len(plan.portrait_faces)
         with timer.stage("motion"):
-            motion_feats = []
-            for d in tqdm(drivers, desc="motion", unit="face", **bar):
-                frames = frames_of(d.video)[:num_frames]
-                feats = extract_motion(frames, d.five_points, self.motion_encoder)
-                motion_feats.append(feats.as_tensor())
-            frames_cache.clear()
+            faces = face_motions(plan, portrait, self.motion_encoder)
 
         # sizes and memory plan
         width, height = target_size(portrait.shape[1], portrait.shape[0], max_size)
         scale = np.array([width / portrait.shape[1], height / portrait.shape[0]] * 2, np.float32)
-        ref_boxes_scaled = ref_boxes * scale
+        ref_boxes_scaled = np.stack([f.portrait_box for f in faces]) * scale
         latent_frames = (num_frames - 1) // 4 + 1
         h, w = height // 8, width // 8
         window = None if not window_frames else max(3, (window_frames - 1) // 4 + 1)
@@ -353,8 +337,8 @@ class FantasyPortraitPipeline:
         # motion tokens -> per-face windows in portrait order, and the face label map
         with timer.stage("motion tokens"), placement.use(self.expression_encoder):
             windows = []
-            for p in range(n):
-                feats = motion_feats[order[p]][None].to(dev, self.dtype)
+            for face in faces:
+                feats = face.motion[None].to(dev, self.dtype)
                 tokens = self.expression_encoder(feats)
                 windows.append(motion_windows(tokens, num_frames)[0])
             labels = None
@@ -363,7 +347,7 @@ class FantasyPortraitPipeline:
 
                 regions = np.stack(
                     [
-                        face_region(ref_boxes_scaled[p], drivers[order[p]].boxes, (height, width))
+                        face_region(ref_boxes_scaled[p], faces[p].drive_boxes, (height, width))
                         for p in range(n)
                     ]
                 )
@@ -419,10 +403,10 @@ class FantasyPortraitPipeline:
         faces_info = [
             {
                 "portrait_face": p,
-                "box": [round(float(v), 1) for v in ref_boxes[p]],
-                "driver": drivers[order[p]].label,
+                "box": [round(float(v), 1) for v in f.portrait_box],
+                "driver": f.driver,
             }
-            for p in range(n)
+            for p, f in enumerate(faces)
         ]
         return AnimationResult(
             output=output,
@@ -431,7 +415,7 @@ class FantasyPortraitPipeline:
             fps=fps,
             size=(width, height),
             faces=faces_info,
-            mapping=order,
+            mapping=list(plan.mapping),
             seconds=timer.seconds,
             memory_mode=reason,
             windows=len(denoiser.windows),
@@ -449,14 +433,6 @@ def _check_writable(output: Path) -> None:
         raise InputError(f"{output}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
         raise InputError(f"{output}: not writable")
-
-
-def _cut(d: DrivingFace, num_frames: int) -> DrivingFace:
-    if len(d.boxes) < num_frames:
-        raise FaceError(f"{d.video}: face tracked on {len(d.boxes)} frames, need {num_frames}")
-    return DrivingFace(
-        d.video, d.index, d.boxes[:num_frames], d.five_points[:num_frames], d.detected[:num_frames]
-    )
 
 
 def _to_tensor(image: np.ndarray, width: int, height: int) -> torch.Tensor:
