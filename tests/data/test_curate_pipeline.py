@@ -154,3 +154,29 @@ def test_ray_data_gives_the_process_pool_manifest(curate_inputs, pool_run, tmp_p
         ray.shutdown()
     _, reference = pool_run
     assert comparable(read_manifest(result.manifest_path)) == comparable(reference)
+
+
+@pytest.mark.slow
+def test_training_manifest_feeds_the_precompute_step(curate_inputs, pool_run):
+    from safetensors.numpy import load_file
+
+    from fantasy_portrait.training.precompute import read_manifest as read_clip_manifest
+
+    result, _ = pool_run
+    again = curate(
+        curate_inputs["manifest"],
+        result.out_dir,
+        CurationConfig(),
+        "serial",
+        progress=False,
+        training_manifest=True,
+    )
+    entries = {e.id: e for e in read_clip_manifest(again.training_manifest)}
+    assert len(entries) == again.num_kept == 2
+    (two,) = [e for e in entries.values() if probe(str(e.video)).num_frames == 146]
+    tracks = load_file(str(two.tracks))
+    assert tracks["boxes"].shape == (2, 146, 4) and tracks["landmarks"].shape == (2, 146, 478, 2)
+    boxes = tracks["boxes"]
+    assert (boxes[..., 0] >= -1).all() and (boxes[..., 2] <= 1281).all() and (boxes[..., 3] <= 721).all()
+    assert boxes[0, :, 0].mean() < boxes[1, :, 0].mean()  # left to right
+    assert boxes[:, :, 2].mean() > 300  # source pixels, not analysis pixels

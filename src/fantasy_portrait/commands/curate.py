@@ -62,6 +62,11 @@ def register(subparsers) -> None:
     parser.add_argument("--all-scores", action="store_true", help="run every stage even after a rejection")
     parser.add_argument("--no-cut", action="store_true", help="do not write the kept clips")
     parser.add_argument("--no-report", action="store_true", help="skip the Markdown/PNG report")
+    parser.add_argument(
+        "--training-manifest",
+        action="store_true",
+        help="also track faces in every kept clip and write OUT/training/clips.jsonl for the training precompute step",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     defaults = CurationConfig()
     for field in dataclasses.fields(CurationConfig):
@@ -97,10 +102,13 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         report=not args.no_report,
         max_clips=args.max_clips,
+        training_manifest=args.training_manifest,
     )
     rejected = ", ".join(f"{k}: {v}" for k, v in sorted(result.counts.items()) if k != "kept") or "none"
     print(f"{result.num_clips} clips, {result.num_kept} kept, rejected {rejected}")
     print(f"manifest: {result.manifest_path}")
+    if result.training_manifest:
+        print(f"training manifest: {result.training_manifest}")
     if result.report_path:
         print(f"report: {result.report_path}")
     return 0

@@ -46,6 +46,7 @@ class CurationResult:
     num_kept: int
     counts: dict = field(default_factory=dict)
     seconds: float = 0.0
+    training_manifest: Path | None = None
 
 
 # ---- work functions (top level, so process pools and Ray can pickle them by reference) ----
@@ -72,6 +73,14 @@ def _clip_job(payload: tuple[dict, dict, str]) -> dict:
     record = curate_clip(task, CurationConfig.from_dict(config), out_dir)
     record["kind"] = "clip"
     return record
+
+
+def _export_job(payload: tuple[dict, dict, str]) -> dict:
+    from .export import export_clip
+
+    _init_worker()
+    row, config, out_dir = payload
+    return export_clip(row, CurationConfig.from_dict(config), out_dir)
 
 
 # ---- executors ----
@@ -204,12 +213,15 @@ def curate(
     progress: bool = True,
     report: bool = True,
     max_clips: int | None = None,
+    training_manifest: bool = False,
 ) -> CurationResult:
     """Curate the videos of ``input_path`` (folder or manifest) into ``out_dir``.
 
     Writes out_dir/journal.jsonl (progress), out_dir/manifest.parquet (one row per clip),
     out_dir/clips/... (kept clips) and out_dir/report.md + report/*.png. Resumes from the journal.
     max_clips: stop after this many new clips (for trials); the manifest then covers what is done.
+    training_manifest: also track the kept clips' faces on every frame and write
+    out_dir/training/clips.jsonl, the input of the training precompute step (see export.py).
     """
     from tqdm import tqdm
 
@@ -252,11 +264,14 @@ def curate(
             unit="clip",
             disable=not progress,
         )
+        clips_started, finished = time.perf_counter(), 0
         for record in run(_clip_job, [(t, config_dict, str(out_dir)) for t in pending]):
             journal.append(record)
             done[record["clip_id"]] = record
             counts["kept" if record["kept"] else record["reject_reason"]] += 1
-            bar.set_postfix_str(_progress_postfix(counts), refresh=False)
+            finished += 1
+            rate = finished / max(time.perf_counter() - clips_started, 1e-9)
+            bar.set_postfix_str(f"{rate:.2f} clips/s | {_progress_postfix(counts)}", refresh=False)
             bar.update(1)
         bar.close()
 
@@ -275,6 +290,20 @@ def curate(
                 rows.append(row)
     manifest_path = out_dir / MANIFEST_NAME
     write_manifest(rows, manifest_path)
+    training_path = None
+    if training_manifest:
+        from .export import write_training_manifest
+
+        kept = [r for r in rows if r["kept"] and r["clip_path"]]
+        if len(kept) < sum(r["kept"] for r in rows):
+            logger.warning("training manifest: kept clips that were not cut (--no-cut) are left out")
+        bar = tqdm(total=len(kept), desc="training tracks", unit="clip", disable=not progress)
+        results = {}
+        for item in run(_export_job, [(r, config_dict, str(out_dir)) for r in kept]):
+            results[item["id"]] = item
+            bar.update(1)
+        bar.close()
+        training_path = write_training_manifest(kept, results, out_dir)
     report_path = None
     if report:
         from .report import write_report
@@ -289,6 +318,7 @@ def curate(
         num_kept=counts.get("kept", 0),
         counts=dict(counts),
         seconds=time.perf_counter() - started,
+        training_manifest=training_path,
     )
     logger.info("%d clips, %s; manifest %s", result.num_clips, _progress_postfix(counts), manifest_path)
     return result
