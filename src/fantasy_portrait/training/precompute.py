@@ -40,8 +40,9 @@ class FrozenEncoders:
     encode_video: (3, F, H, W) float32 in [-1, 1] -> (16, T, H/8, W/8) normalised VAE latents.
     encode_image: (H, W, 3) uint8 RGB -> (K, 1280) CLIP features (K = 257 for ViT-H/14).
     encode_text: prompt -> (L, D) text embeddings of the real tokens (padding is added at load time).
-    motion_features: optional (frames (F, H, W, 3) uint8, boxes (N, F, 4), landmarks (N, F, K, 2) or
-        None) -> (N, F, 554); used only for clips whose track file has no ``motion`` tensor.
+    motion_features: optional (frames (F, H, W, 3) uint8, boxes (N, F, 4), five_points (N, F, 5, 2)
+        or None) -> (N, F, 554); used only for clips whose track file has no ``motion`` tensor
+        (see :func:`pdfgc_motion_features`).
     """
 
     encode_video: Callable[[torch.Tensor], torch.Tensor]
@@ -169,14 +170,14 @@ def encode_clip(
     num = frame_count_4k1(min(len(frames_src), boxes.shape[1]), options.max_frames)
     frames_src = frames_src[:num]
     boxes = boxes[:, :num]
-    landmarks = tracks.get("landmarks")
-    landmarks = landmarks[:, :num].float() if landmarks is not None else None
+    points = tracks.get("five_points")
+    points = points[:, :num].float() if points is not None else None
 
     if "motion" in tracks:
         motion = tracks["motion"][:, :num].float()
     elif encoders.motion_features is not None:
         motion = encoders.motion_features(
-            frames_src, boxes.numpy(), None if landmarks is None else landmarks.numpy()
+            frames_src, boxes.numpy(), None if points is None else points.numpy()
         )
         motion = torch.as_tensor(motion).float()
     else:
@@ -300,6 +301,23 @@ def pipeline_encoders(
         return _trim_text(text_encoder([prompt])[0].float().cpu())
 
     return FrozenEncoders(encode_video, encode_image, encode_text, motion_features)
+
+
+def pdfgc_motion_features(encoder) -> Callable[..., torch.Tensor]:
+    """A ``motion_features`` callable running the PD-FGC ``MotionEncoder`` on each face's five points."""
+    from ..motion.encoder import extract_motion
+
+    def features(frames: np.ndarray, boxes: np.ndarray, five_points: np.ndarray | None) -> torch.Tensor:
+        if five_points is None:
+            raise InputError("track file has neither 'motion' nor 'five_points' to compute it from")
+        return torch.stack(
+            [
+                extract_motion(frames, five_points[i], encoder).as_tensor().float().cpu()
+                for i in range(len(boxes))
+            ]
+        )
+
+    return features
 
 
 def _trim_text(text: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,158 @@
+"""Training configuration: one YAML file, read into dataclasses (the same names as the file's keys).
+
+Relative paths in the file are relative to the file's folder. Every key has a default, so a config
+can be as short as ``data: {root: ...}`` plus ``train: {output_dir: ...}``; see configs/*.yaml.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InputError
+from .objective import ObjectiveConfig
+
+
+@dataclass
+class ModelSection:
+    preset: str = "tiny"  # sizes of a randomly initialised model when `wan` is not given
+    wan: str | None = None  # Wan2.1 I2V folder (original or diffusers layout); frozen base
+    portrait_init: str | None = None  # FantasyPortrait checkpoint to start the motion parts from
+    init_seed: int = 0  # seed of the random initialisation (preset models, new encoder)
+    base_dtype: str = "float32"  # storage type of the frozen base ("bfloat16" on GPUs)
+    lora_rank: int = 0  # > 0 adds LoRA adapters (peft) to the base's attention projections
+    lora_alpha: float | None = None  # default: rank
+    lora_targets: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
+
+
+@dataclass
+class DataSection:
+    root: str = ""  # precomputed set (folder with index.json)
+    micro_batch: int = 1  # samples per process per forward pass
+    num_workers: int = 0
+    text_len: int | None = None  # default: the set's text_len (512)
+
+
+@dataclass
+class OptimSection:
+    lr: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    max_grad_norm: float | None = 1.0
+    grad_accum: int = 1
+
+
+@dataclass
+class TrainSection:
+    output_dir: str = "runs/train"
+    max_steps: int = 1000  # optimizer steps
+    seed: int = 0
+    mixed_precision: str = "no"  # "no" or "bf16" (autocast; trainable weights stay float32)
+    gradient_checkpointing: bool = False
+    ema_decay: float | None = None  # e.g. 0.999; the exported checkpoint then holds the EMA weights
+    log_every: int = 1
+    save_every: int = 500
+    keep_last: int = 2
+    resume: str = "auto"  # "auto" (latest complete checkpoint in output_dir), "never", or a path
+    cpu: bool = False  # force CPU even where an accelerator is present
+    progress: bool = True
+
+
+@dataclass
+class TrainConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimSection = field(default_factory=OptimSection)
+    train: TrainSection = field(default_factory=TrainSection)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(
+        cls, data: dict, base_dir: str | os.PathLike | None = None, source: str = "config"
+    ) -> TrainConfig:
+        sections = {f.name: f.type for f in dataclasses.fields(cls)}
+        unknown = set(data or {}) - set(sections)
+        if unknown:
+            raise InputError(f"{source}: unknown section(s) {sorted(unknown)}; expected {sorted(sections)}")
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            kind = f.default_factory
+            values = dict((data or {}).get(f.name) or {})
+            known = {g.name for g in dataclasses.fields(kind)}
+            bad = set(values) - known
+            if bad:
+                raise InputError(f"{source}: unknown key(s) {sorted(bad)} in section '{f.name}'")
+            try:
+                kwargs[f.name] = kind(**values)
+            except TypeError as exc:
+                raise InputError(f"{source}: section '{f.name}': {exc}") from exc
+        cfg = cls(**kwargs)
+        cfg.optim.betas = tuple(cfg.optim.betas)
+        if base_dir is not None:
+            base = Path(base_dir)
+
+            def resolve(p):
+                return None if p in (None, "") else str((base / Path(p).expanduser()).resolve())
+
+            cfg.model.wan = resolve(cfg.model.wan)
+            cfg.model.portrait_init = resolve(cfg.model.portrait_init)
+            cfg.data.root = resolve(cfg.data.root) or ""
+            cfg.train.output_dir = resolve(cfg.train.output_dir)
+            if cfg.train.resume not in ("auto", "never"):
+                cfg.train.resume = resolve(cfg.train.resume)
+        cfg.validate(source)
+        return cfg
+
+    def validate(self, source: str = "config") -> None:
+        problems = []
+        if not self.data.root:
+            problems.append("data.root (the precomputed set) is required")
+        if self.data.micro_batch < 1 or self.optim.grad_accum < 1:
+            problems.append("data.micro_batch and optim.grad_accum must be >= 1")
+        if self.train.max_steps < 1:
+            problems.append("train.max_steps must be >= 1")
+        if self.train.mixed_precision not in ("no", "bf16", "fp16"):
+            problems.append("train.mixed_precision must be 'no', 'bf16' or 'fp16'")
+        if self.model.base_dtype not in ("float32", "bfloat16", "float16"):
+            problems.append("model.base_dtype must be float32, bfloat16 or float16")
+        for name in ("drop_image", "drop_motion", "drop_prompt"):
+            if not 0.0 <= getattr(self.objective, name) <= 1.0:
+                problems.append(f"objective.{name} must be in [0, 1]")
+        if self.objective.logit_std <= 0:
+            problems.append("objective.logit_std must be > 0")
+        if self.train.ema_decay is not None and not 0.0 < self.train.ema_decay < 1.0:
+            problems.append("train.ema_decay must be in (0, 1)")
+        if problems:
+            raise InputError(f"{source}: " + "; ".join(problems))
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML training config; ``overrides`` are ``section.key=value`` strings (YAML values)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: training config not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of sections")
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot:
+            raise InputError(f"override {item!r} must look like section.key=value")
+        data.setdefault(section, {})
+        if data[section] is None:
+            data[section] = {}
+        data[section][name] = yaml.safe_load(value)
+    return TrainConfig.from_dict(data, base_dir=path.parent, source=str(path))
