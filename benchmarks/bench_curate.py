@@ -78,7 +78,7 @@ def main() -> None:
     print("| stage | clips | stage s | video s per s | ms per clip |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for stage in STAGES:
-        timed = [r for r in rows if (r[f"time_{stage}_s"] or 0) > 0]
+        timed = [r for r in rows if (r[f"time_{stage}_s"] or 0) > 1e-3]
         if not timed:
             continue
         seconds = sum(r[f"time_{stage}_s"] for r in timed)

@@ -278,3 +278,16 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["curate", "--help"])
     assert "--min-faces" in capsys.readouterr().out
+
+
+def test_unreadable_video_becomes_an_error_row(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "broken.mp4").write_bytes(
+        np.random.default_rng(0).integers(0, 255, 4096, dtype=np.uint8).tobytes()
+    )
+    result = curate(folder, tmp_path / "out", CurationConfig(), executor="serial", progress=False)
+    (row,) = read_manifest(result.manifest_path).to_pylist()
+    assert row["reject_reason"] == "error" and not row["kept"]
+    assert "broken.mp4" in row["error"]
+    assert result.counts == {"error": 1}

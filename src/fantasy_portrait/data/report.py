@@ -60,8 +60,10 @@ def _plot(rows: list[dict], column: str, title: str, lines: list[float], path: P
     ax.hist(
         [kept, rejected], bins=bins, stacked=True, label=["kept", "rejected"], color=["tab:green", "tab:gray"]
     )
-    for value in lines:
-        ax.axvline(value, color="tab:red", linestyle="--", linewidth=1.5)
+    for i, value in enumerate(lines):
+        ax.axvline(
+            value, color="tab:red", linestyle="--", linewidth=1.5, label="threshold" if i == 0 else None
+        )
     ax.set_title(title, fontsize=10)
     ax.set_ylabel("clips")
     ax.legend(fontsize=8)

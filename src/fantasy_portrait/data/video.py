@@ -63,8 +63,13 @@ def probe(path: str) -> VideoInfo:
         )
 
 
-def iter_frames(path: str, start: int, end: int, fps: float) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (index, (H, W, 3) uint8 RGB) for frames start <= index < end, seeking near start."""
+def iter_frames(
+    path: str, start: int, end: int, fps: float, wanted: set[int] | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (index, (H, W, 3) uint8 RGB) for frames start <= index < end, seeking near start.
+
+    wanted: only these indices are converted to RGB and yielded (the others are still decoded).
+    """
     import av
 
     with _open(path) as container:
@@ -84,7 +89,8 @@ def iter_frames(path: str, start: int, end: int, fps: float) -> Iterator[tuple[i
                     continue
                 if index >= end:
                     break
-                yield index, frame.to_ndarray(format="rgb24")
+                if wanted is None or index in wanted:
+                    yield index, frame.to_ndarray(format="rgb24")
         except av.error.FFmpegError as exc:
             raise InputError(f"{path}: decoding failed near frame {start} ({exc})") from exc
 
@@ -92,8 +98,6 @@ def iter_frames(path: str, start: int, end: int, fps: float) -> Iterator[tuple[i
 def read_frames(path: str, start: int, end: int, fps: float, indices: Sequence[int]) -> dict[int, np.ndarray]:
     """Decode [start, end) and keep the frames whose index is in ``indices``: {index: RGB frame}."""
     wanted = set(indices)
-    out = {}
-    for index, image in iter_frames(path, start, end, fps):
-        if index in wanted:
-            out[index] = image
-    return out
+    if not wanted:
+        return {}
+    return dict(iter_frames(path, start, min(end, max(wanted) + 1), fps, wanted))
