@@ -1,8 +1,8 @@
-"""Fixtures of the training tests: a tiny precomputed set written by code, and a tiny config."""
+"""Helpers of the training tests (a uniquely named module, imported by the test files): a tiny
+precomputed set written by code, and a tiny config."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from fantasy_portrait.training.dataset import ShardWriter
@@ -56,8 +56,3 @@ def tiny_config_dict(data_root, output_dir, **overrides) -> dict:
         section, name = key.split(".")
         cfg.setdefault(section, {})[name] = value
     return cfg
-
-
-@pytest.fixture(scope="module")
-def tiny_set(tmp_path_factory):
-    return write_tiny_set(tmp_path_factory.mktemp("tinyset"), num_samples=8)
