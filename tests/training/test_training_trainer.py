@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-from training_fixtures import tiny_config_dict, write_tiny_set
 from safetensors.torch import load_file
+from training_fixtures import tiny_config_dict, write_tiny_set
 
 from fantasy_portrait.training import checkpoint as ckpt
 from fantasy_portrait.training.config import TrainConfig
