@@ -158,8 +158,8 @@ def manifest_from_dict(
             if "video" not in raw:
                 raise InputError(f"{where}: self-reenactment case {case_id!r} needs 'video'")
             faces = _positive(raw.get("faces", 1), "faces", f"{where}: case {case_id!r}")
-            cases.append(
-                BenchCase(case_id, mode, video=resolve(raw["video"], f"case {case_id!r} video"), faces=faces)
+            case = BenchCase(
+                case_id, mode, video=resolve(raw["video"], f"case {case_id!r} video"), faces=faces
             )
         else:
             drivers = raw.get("drivers")

@@ -6,8 +6,9 @@ MP4. Method specs on the command line:
 - ``repeat-portrait``: the source portrait repeated for every driving frame (trivial lower bound).
 - ``copy-driver``: the (first) driving video resized to the portrait's size (an upper bound for
   self-reenactment, where the driving video is the ground truth).
-- ``ours`` or ``ours:OPTIONS.json``: this project's pipeline (imported only when used); the JSON
-  file gives its keyword options (checkpoint paths, steps, seed ...).
+- ``ours``, ``ours:OPTIONS.json`` or ``ours:tiny``: this project's pipeline (imported only when used);
+  the JSON file gives weights and call options (see :class:`OursMethod`); ``tiny`` uses tiny random
+  weights (runs the whole program, animates nothing: for tests and demos).
 - ``command:TEMPLATE``: any external tool (LivePortrait, ...). The template is split like a shell
   line and each word formatted with {source} {driver} {output} {fps} {num_frames} {width} {height}
   {num_faces} {case_id} {workdir}; a word that is exactly ``{drivers}`` becomes one word per driver.
@@ -22,6 +23,7 @@ import hashlib
 import json
 import logging
 import shlex
+import shutil
 import subprocess
 import sys
 from abc import ABC, abstractmethod
@@ -100,10 +102,10 @@ class RepeatPortrait(Method):
 
 
 class CopyDriver(Method):
-    """The first driving video, resized to the portrait's size."""
+    """The first driving video, resized to the portrait's size (copied as is when the size matches)."""
 
     def signature(self) -> str:
-        return "copy-driver/1"
+        return "copy-driver/2"
 
     def generate(self, case: PreparedCase, output: Path) -> None:
         import cv2
@@ -111,10 +113,12 @@ class CopyDriver(Method):
         from ..io import read_video, write_video
 
         frames = read_video(case.drivers[0]).frames
-        if frames.shape[1:3] != (case.height, case.width):
-            frames = np.stack(
-                [cv2.resize(f, (case.width, case.height), interpolation=cv2.INTER_AREA) for f in frames]
-            )
+        if frames.shape[1:3] == (case.height, case.width):
+            shutil.copyfile(case.drivers[0], output)  # no re-encoding: exactly the driving frames
+            return
+        frames = np.stack(
+            [cv2.resize(f, (case.width, case.height), interpolation=cv2.INTER_AREA) for f in frames]
+        )
         write_video(output, frames, case.fps, crf=12)
 
 
@@ -183,53 +187,93 @@ class CommandMethod(Method):
 
 
 class OursMethod(Method):
-    """This project's animation pipeline, imported lazily (torch and the models load only when run).
+    """This project's pipeline (:class:`FantasyPortraitPipeline`), imported and loaded only when run.
 
-    Options (a JSON file) are passed to ``fantasy_portrait.pipeline.animate_for_bench`` if the pipeline
-    package provides it, else to ``fantasy_portrait.pipeline.animate`` as keyword arguments next to
-    portrait, drivers, output, fps and num_frames.
+    Options (``ours:OPTIONS.json``, or ``ours:tiny`` for tiny random weights) go to the pipeline:
+    "weights" (the weight folder; default ``$FANTASY_PORTRAIT_WEIGHTS``), "tiny" (true: write and use
+    tiny random weights, which exercise the program but animate nothing), "seed_weights",
+    "portrait_checkpoint", "motion_checkpoint", "device", "dtype" ("float32"/"bfloat16"/"float16"),
+    "memory_mode"; every other key is a keyword of the pipeline call (num_steps, max_size, seed,
+    motion_guidance, window_frames, ...). The portrait's size is kept unless max_size is given.
     """
 
-    def __init__(self, name: str, options_path: str | None = None):
+    LOAD_KEYS = (
+        "weights",
+        "tiny",
+        "seed_weights",
+        "portrait_checkpoint",
+        "motion_checkpoint",
+        "device",
+        "dtype",
+        "memory_mode",
+    )
+
+    def __init__(self, name: str, options: str | None = None):
         super().__init__(name)
         self.options: dict = {}
-        if options_path:
-            path = Path(options_path)
+        if options == "tiny":
+            self.options = {"tiny": True, "num_steps": 2}
+        elif options:
+            path = Path(options)
             if not path.is_file():
                 raise InputError(f"{path}: options file for method {name!r} not found")
             try:
                 self.options = json.loads(path.read_text(encoding="utf-8"))
             except ValueError as exc:
                 raise InputError(f"{path}: not valid JSON ({exc})") from exc
+            if not isinstance(self.options, dict):
+                raise InputError(f"{path}: options must be a JSON object")
+        self._pipe = None
 
     def signature(self) -> str:
-        return "ours/1 " + json.dumps(self.options, sort_keys=True)
+        return "ours/1 " + json.dumps(self.options, sort_keys=True, default=str)
 
-    def _entry(self):
+    def _pipeline(self, cache_root: Path):
+        if self._pipe is not None:
+            return self._pipe
+        import torch
+
         try:
-            from .. import pipeline
+            from ..pipeline.pipeline import FantasyPortraitPipeline
         except ImportError as exc:
             raise FantasyPortraitError(
                 f"method {self.name!r}: the pipeline cannot be imported ({exc})"
             ) from exc
-        for attr in ("animate_for_bench", "animate"):
-            fn = getattr(pipeline, attr, None)
-            if callable(fn):
-                return fn
-        raise FantasyPortraitError(
-            f"method {self.name!r}: fantasy_portrait.pipeline has no animate() entry point yet; "
-            "use a command method meanwhile (command:fantasy-portrait animate ...)"
+        opts = self.options
+        weights = opts.get("weights")
+        if opts.get("tiny"):
+            from ..pipeline.tiny import write_tiny_weights
+
+            seed = int(opts.get("seed_weights", 0))
+            weights = cache_root / f"tiny_weights_seed{seed}"
+            write_tiny_weights(weights, seed=seed)
+        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
+            str(opts.get("dtype", "float32"))
         )
+        if dtype is None:
+            raise InputError(f"method {self.name!r}: dtype must be float32, bfloat16 or float16")
+        self._pipe = FantasyPortraitPipeline.from_pretrained(
+            weights,
+            portrait_checkpoint=opts.get("portrait_checkpoint"),
+            motion_checkpoint=opts.get("motion_checkpoint"),
+            torch_dtype=dtype,
+            device=opts.get("device", "cpu"),
+            memory_mode=opts.get("memory_mode", "auto"),
+        )
+        return self._pipe
 
     def generate(self, case: PreparedCase, output: Path) -> None:
-        fn = self._entry()
-        fn(
-            portrait=case.source,
-            drivers=list(case.drivers),
+        pipe = self._pipeline(case.dir.parent.parent / "cache")
+        call = {k: v for k, v in self.options.items() if k not in self.LOAD_KEYS}
+        call.setdefault("max_size", max(case.width, case.height))
+        pipe(
+            case.source,
+            [str(p) for p in case.drivers],
             output=output,
             fps=case.fps,
-            num_frames=case.num_frames,
-            **self.options,
+            max_frames=case.num_frames,
+            progress=False,
+            **call,
         )
         if not output.is_file():
             raise FantasyPortraitError(f"method {self.name!r} wrote no {output}")
@@ -263,7 +307,7 @@ def make_method(spec: str) -> Method:
         digest = hashlib.sha256(arg.encode()).hexdigest()[:8]
         return CommandMethod(name or f"command-{digest}", arg)
     raise InputError(
-        f"unknown method {spec!r}; use one of {', '.join([*BUILTIN, 'ours', 'ours:OPTIONS.json', 'command:TEMPLATE'])}"
+        f"unknown method {spec!r}; use one of {', '.join([*BUILTIN, 'ours', 'ours:OPTIONS.json', 'ours:tiny', 'command:TEMPLATE'])}"
     )
 
 
