@@ -213,3 +213,18 @@ def test_a_crash_while_saving_keeps_the_last_good_checkpoint(tmp_path, monkeypat
     result = Trainer(cfg).train()  # resumes from step 2
     assert sorted(result.losses) == [3, 4]
     assert not torn.exists()
+
+
+def test_lora_on_the_base_trains_adapters_only_and_is_saved(tmp_path):
+    data = write_tiny_set(tmp_path / "set", num_samples=4)
+    cfg = TrainConfig.from_dict(
+        tiny_config_dict(data, tmp_path / "run", **{"model.lora_rank": 4, "train.max_steps": 3})
+    )
+    transformer, encoder = build_models(cfg.model)
+    base = transformer.blocks[1].attn1.to_q.weight.detach().clone()
+    result = Trainer(cfg, transformer=transformer, encoder=encoder).train()
+    assert torch.equal(transformer.blocks[1].attn1.to_q.base_layer.weight, base)
+    lora = load_file(str(result.checkpoint / "lora.safetensors"))
+    assert "transformer.blocks.1.attn1.to_q.lora_B.weight" in lora
+    assert len(lora) == 2 * 4 * 2 * 2  # A and B, 4 targets, 2 attentions, 2 blocks
+    assert sum(float(v.abs().sum()) for k, v in lora.items() if "lora_B" in k) > 0  # B starts at zero

@@ -272,7 +272,8 @@ class Trainer:
                 export = ema.shadow if ema is not None else weights
                 self._export_portrait(inner, export, tmp / PORTRAIT_FILE, save_portrait_checkpoint)
                 if self.config.model.lora_rank > 0:
-                    lora = {n: t for n, t in export.items() if "lora_" in n}
+                    # diffusers' LoRA file convention: transformer.<module>.lora_{A,B}.weight
+                    lora = {n.replace(".default.", "."): t for n, t in export.items() if "lora_" in n}
                     save_file(lora, str(tmp / LORA_FILE), metadata={"rank": str(self.config.model.lora_rank)})
                 if not sharded:
                     torch.save(
