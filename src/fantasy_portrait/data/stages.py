@@ -266,7 +266,7 @@ def _run_stages(task: dict, config: CurationConfig, out_dir: str, row: dict) -> 
         row["stages_run"].append("aesthetic")
         if row["aesthetic"] < config.min_aesthetic:
             reasons.append("low_aesthetic")
-    row["time_aesthetic_s"] = time.perf_counter() - t
+        row["time_aesthetic_s"] = time.perf_counter() - t
     if stop():
         return
 
