@@ -152,6 +152,13 @@ def test_checkpoint_loads_through_the_public_portrait_loader(tmp_path):
     for trained, restored in zip(transformer.motion_modules(), fresh.motion_modules(), strict=True):
         assert torch.equal(trained.weight, restored.weight)
         assert trained.weight.abs().sum() > 0
+    # The name-based export used under FSDP/DeepSpeed gives the same file content.
+    from fantasy_portrait.training.trainer import _released_tensors
+
+    exported = load_file(str(result.checkpoint / PORTRAIT_FILE))
+    by_name = _released_tensors(load_file(str(result.checkpoint / TRAINABLE_FILE)))
+    assert by_name.keys() == exported.keys()
+    assert all(torch.equal(by_name[k], exported[k]) for k in by_name)
     # The resume file holds exactly the trainable tensors.
     names = {n for n, p in MotionTrainingModel(transformer, encoder).named_parameters() if p.requires_grad}
     assert set(load_file(str(result.checkpoint / TRAINABLE_FILE))) == names

@@ -115,7 +115,7 @@ class ShardWriter:
             key = f"{base}_{n}"
         self._keys.add(key)
         for name in SAMPLE_TENSORS:
-            self._pending[f"{key}.{name}"] = tensors[name].contiguous()
+            self._pending[f"{key}.{name}"] = tensors[name].detach().cpu().contiguous().clone()
         self.samples.append(
             SampleRecord(
                 key=key,

@@ -137,6 +137,20 @@ def mark_trainable(model: MotionTrainingModel, section: ModelSection) -> list[tu
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 
+def _released_tensors(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Trainable tensors named as in MotionTrainingModel -> the released FantasyPortrait key names."""
+    from ..models.loading import internal_to_released
+
+    out = {}
+    for name, tensor in weights.items():
+        part, _, rest = name.partition(".")
+        if part == "encoder":
+            out[internal_to_released("encoder", rest)] = tensor.contiguous()
+        elif part == "transformer" and ".motion_" in rest:
+            out[internal_to_released("transformer", rest)] = tensor.contiguous()
+    return out
+
+
 class EMA:
     """Exponential moving average of the trainable weights (float32 shadow copies)."""
 
@@ -270,7 +284,10 @@ class Trainer:
                 if ema is not None:
                     save_file({n: t.contiguous() for n, t in ema.shadow.items()}, str(tmp / EMA_FILE))
                 export = ema.shadow if ema is not None else weights
-                self._export_portrait(inner, export, tmp / PORTRAIT_FILE, save_portrait_checkpoint)
+                if sharded:  # the module's parameters are shards here: export from the gathered tensors
+                    save_file(_released_tensors(export), str(tmp / PORTRAIT_FILE), metadata={"format": "pt"})
+                else:
+                    self._export_portrait(inner, export, tmp / PORTRAIT_FILE, save_portrait_checkpoint)
                 if self.config.model.lora_rank > 0:
                     # diffusers' LoRA file convention: transformer.<module>.lora_{A,B}.weight
                     lora = {n.replace(".default.", "."): t for n, t in export.items() if "lora_" in n}
