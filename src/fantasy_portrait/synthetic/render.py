@@ -149,7 +149,7 @@ class _Face:
         self.open_h = 0.12 * m["mouth_open"] + 0.03 * m["mouth_pucker"] * (0.3 + m["mouth_open"])
         self.lip_t = 0.045 * (1 + 0.6 * m["mouth_pucker"])
         # Brows.
-        self.brow_y = self.ey + self.eh + 0.1 + 0.07 * m["brow_raise"] - 0.02 * m["squint"]
+        self.brow_y = self.ey + self.eh + 0.1 + 0.09 * m["brow_raise"] - 0.02 * m["squint"]
 
     def surface_z(self, x, y):
         q = 1.0 - (np.asarray(x) / self.rx) ** 2 - np.asarray(y) ** 2
@@ -166,7 +166,7 @@ class _Face:
 
     def iris_center(self, side: int) -> tuple[float, float]:
         ex, ey = self.eye_center(side)
-        return ex + self.m["gaze_x"] * 0.45 * self.ew, ey + self.m["gaze_y"] * 0.35 * self.eh
+        return ex + self.m["gaze_x"] * 0.55 * self.ew, ey + self.m["gaze_y"] * 0.4 * self.eh
 
     def lids(self, side: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ex = -self.idt.eye_spacing if side == 0 else self.idt.eye_spacing
