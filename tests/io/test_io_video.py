@@ -122,3 +122,25 @@ def test_bad_video_inputs(tmp_path):
         write_video(tmp_path / "empty.mp4", [], fps=25)
     with pytest.raises(InputError):
         frame_count_4k1(0)
+
+
+def test_video_without_frames(tmp_path):
+    path = tmp_path / "empty.mp4"
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=25)
+    stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+    container.start_encoding()
+    container.close()
+    with pytest.raises(InputError, match="empty.mp4"):
+        read_video(path)
+
+
+def test_display_rotation_turns_frames_upright():
+    from fantasy_portrait.io.video import apply_display_rotation
+
+    img = np.arange(6, dtype=np.uint8).reshape(2, 3, 1)
+    assert apply_display_rotation(img, 0) is img
+    clockwise = apply_display_rotation(img, -90)  # phone portrait clip
+    assert clockwise.shape == (3, 2, 1) and clockwise[0, 0, 0] == 3 and clockwise[0, 1, 0] == 0
+    assert apply_display_rotation(img, 90)[0, 0, 0] == 2
+    np.testing.assert_array_equal(apply_display_rotation(img, 180), img[::-1, ::-1])

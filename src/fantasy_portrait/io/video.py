@@ -118,6 +118,19 @@ def _resize_max_side(frame: np.ndarray, max_side: int | None) -> np.ndarray:
     return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
 
+def apply_display_rotation(image: np.ndarray, rotation: float) -> np.ndarray:
+    """Turn a decoded frame upright. rotation: the stream's display-matrix angle in degrees
+    (counter-clockwise, as PyAV's ``VideoFrame.rotation`` gives it; phones store -90 for portrait)."""
+    theta = int(round(-rotation)) % 360
+    if theta == 90:
+        return np.ascontiguousarray(np.rot90(image, k=-1))  # clockwise
+    if theta == 180:
+        return np.ascontiguousarray(image[::-1, ::-1])
+    if theta == 270:
+        return np.ascontiguousarray(np.rot90(image, k=1))
+    return image
+
+
 def iter_video_frames(
     path: str | os.PathLike,
     fps: float | None = None,
@@ -159,7 +172,11 @@ def iter_video_frames(
                 if t0 is None:
                     t0 = t
                 t -= t0
-                image = _resize_max_side(av_frame.to_ndarray(format="rgb24"), max_side)
+                image = av_frame.to_ndarray(format="rgb24")
+                rotation = getattr(av_frame, "rotation", 0) or 0
+                if rotation:
+                    image = apply_display_rotation(image, rotation)
+                image = _resize_max_side(image, max_side)
                 index = decoded
                 decoded += 1
                 if fps is None:
