@@ -62,3 +62,16 @@ def test_synth_cli_renders_a_clip_and_rejects_bad_arguments(tmp_path, capsys):
     assert "characters" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["synth", "render", str(out), "--size", "big"])
+
+
+def test_dataset_can_carry_tiny_encoder_motion_features(tmp_path):
+    pairs = generate_dataset(
+        tmp_path,
+        DatasetOptions(
+            num_samples=1, num_frames=3, height=80, width=160, characters=(2,), motion_features=True
+        ),
+    )
+    tracks = load_tracks(tmp_path / pairs[0]["driver_tracks"])
+    assert tracks["motion"].shape == (2, 3, 554) and np.isfinite(tracks["motion"]).all()
+    # Different faces, frames: different features.
+    assert np.abs(tracks["motion"][0] - tracks["motion"][1]).mean() > 1e-3

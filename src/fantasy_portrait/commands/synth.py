@@ -51,6 +51,11 @@ def register(subparsers) -> None:
     )
     dataset.add_argument("--fps", type=float, default=25.0)
     dataset.add_argument("--seed", type=int, default=0)
+    dataset.add_argument(
+        "--motion-features",
+        action="store_true",
+        help="also store 554-wide 'motion' features from the shipped tiny motion encoder in the track files",
+    )
     dataset.set_defaults(func=_dataset)
 
 
@@ -103,6 +108,7 @@ def _dataset(args) -> int:
         characters=counts,
         fps=args.fps,
         seed=args.seed,
+        motion_features=args.motion_features,
     )
     pairs = generate_dataset(args.output, options)
     print(f"{len(pairs)} samples written to {args.output} (manifest.jsonl, pairs.jsonl)")

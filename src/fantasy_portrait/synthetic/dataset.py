@@ -10,8 +10,9 @@ A sample has N characters (1 to 4) and three renders:
 
 Each video has a track file (safetensors, faces first, as :mod:`fantasy_portrait.training.precompute`
 reads it): ``boxes`` (N, F, 4), ``landmarks`` (N, F, 35, 2), ``five_points`` (N, F, 5, 2),
-``landmark_visible`` (N, F, 35) uint8 and ``synthetic_motion`` (N, F, 17) (the exact parameters;
-the 554-wide ``motion`` key is left to the precompute step's motion encoder). The dataset folder
+``landmark_visible`` (N, F, 35) uint8 and ``synthetic_motion`` (N, F, 17) (the exact parameters), and, on request,
+``motion`` (N, F, 554) from the tiny synthetic motion encoder (otherwise the precompute step's motion
+encoder fills it). The dataset folder
 gets ``manifest.jsonl`` (every video as a training clip) and ``pairs.jsonl`` (one line per
 cross-reenactment sample). docs/synthetic.md describes the layout.
 """
@@ -139,8 +140,25 @@ def _scene_dict(scene: Scene) -> dict:
     }
 
 
-def write_sample(folder: str | os.PathLike, sample: CrossSample, fps: float, sample_id: str) -> dict:
-    """Write one sample's videos, reference image, track files and meta.json; returns its pairs line."""
+def add_motion_features(tracks: dict[str, np.ndarray], frames: np.ndarray, encoder) -> dict[str, np.ndarray]:
+    """Add ``motion`` (N, F, D) from a tiny motion encoder (D = 554 with the default widths)."""
+    from .motion_encoder import motion_features
+
+    five = tracks["five_points"]
+    tracks["motion"] = np.stack([motion_features(encoder, frames, five[i]) for i in range(len(five))]).astype(
+        np.float32
+    )
+    return tracks
+
+
+def write_sample(
+    folder: str | os.PathLike, sample: CrossSample, fps: float, sample_id: str, motion_encoder=None
+) -> dict:
+    """Write one sample's videos, reference image, track files and meta.json; returns its pairs line.
+
+    motion_encoder: a :class:`~fantasy_portrait.synthetic.motion_encoder.TinyMotionEncoder`; when
+    given, every track file also gets the ``motion`` features the training precompute step reads.
+    """
     from ..io.image import save_image
 
     folder = Path(folder)
@@ -148,9 +166,15 @@ def write_sample(folder: str | os.PathLike, sample: CrossSample, fps: float, sam
     write_clip_video(folder / "driver.mp4", sample.driver.frames, fps)
     write_clip_video(folder / "target.mp4", sample.target.frames, fps)
     save_image(folder / "reference.png", sample.reference.image)
-    save_tracks(folder / "driver.safetensors", clip_tracks(sample.driver))
-    save_tracks(folder / "target.safetensors", clip_tracks(sample.target))
-    save_tracks(folder / "reference.safetensors", frame_tracks(sample.reference, sample.reference_motion))
+    tracks = {
+        "driver": (clip_tracks(sample.driver), sample.driver.frames),
+        "target": (clip_tracks(sample.target), sample.target.frames),
+        "reference": (frame_tracks(sample.reference, sample.reference_motion), sample.reference.image[None]),
+    }
+    for name, (t, frames) in tracks.items():
+        if motion_encoder is not None:
+            add_motion_features(t, frames, motion_encoder)
+        save_tracks(folder / f"{name}.safetensors", t)
     meta = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
@@ -190,6 +214,7 @@ class DatasetOptions:
     characters: tuple[int, ...] = (1, 2)  # character counts, used in turn
     fps: float = 25.0
     seed: int = 0
+    motion_features: bool = False  # add ``motion`` from the shipped tiny motion encoder
 
     def __post_init__(self) -> None:
         from ..errors import InputError
@@ -213,13 +238,18 @@ def generate_dataset(output: str | os.PathLike, options: DatasetOptions) -> list
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     pairs, manifest = [], []
+    encoder = None
+    if options.motion_features:
+        from .motion_encoder import load_motion_encoder
+
+        encoder = load_motion_encoder()
     for i in tqdm(range(options.num_samples), desc="synthetic samples", unit="sample"):
         n = options.characters[i % len(options.characters)]
         sample_id = f"synth_{options.seed:04d}_{i:05d}_{n}p"
         sample = make_sample(
             options.seed * 100003 + i, n, options.num_frames, options.height, options.width, options.fps
         )
-        line = write_sample(output / sample_id, sample, options.fps, sample_id)
+        line = write_sample(output / sample_id, sample, options.fps, sample_id, encoder)
         pairs.append(line)
         for role, video, tracks in (
             ("driver", line["driver"], line["driver_tracks"]),

@@ -257,8 +257,8 @@ def train_motion_encoder(
         opt.step()
         sched.step()
         if step % 100 == 0 or step == options.steps - 1:
-            history.append({"step": step, "loss": float(loss), **parts})
-            logger.info("step %d loss %.4f (%s)", step, float(loss), parts)
+            history.append({"step": step, "loss": float(loss.detach()), **parts})
+            logger.info("step %d loss %.4f (%s)", step, float(loss.detach()), parts)
     model.eval()
     log = {
         "data_seconds": t_data,
