@@ -194,10 +194,13 @@ def plugin_module(tmp_path, monkeypatch):
         "def aesthetic(frames):\n"
         "    assert all(f.ndim == 3 and f.shape[2] == 3 for f in frames)\n"
         "    return SCORE[0]\n"
+        "def no_people(frame):\n"
+        "    return []\n"
         "def caption(clip, frames):\n"
         "    return f'{len(frames)} frames of {clip}'\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "curate_test_plugins", raising=False)
     import curate_test_plugins
 
     return curate_test_plugins
@@ -291,3 +294,22 @@ def test_unreadable_video_becomes_an_error_row(tmp_path):
     assert row["reject_reason"] == "error" and not row["kept"]
     assert "broken.mp4" in row["error"]
     assert result.counts == {"error": 1}
+
+
+def test_split_points_move_to_keyframes_within_limits():
+    config = CurationConfig(min_seconds=2.0, max_seconds=10.0)
+    shots = [(0, 600)]  # 24 s at 25 fps -> 3 parts of 200 frames
+    clips = split_shots(shots, 25.0, config, keyframes=[0, 180, 250, 390, 590])
+    assert [(c.start, c.end) for c in clips] == [(0, 180), (180, 390), (390, 600)]
+    assert all(config.min_seconds * 25 <= c.num_frames <= config.max_seconds * 25 for c in clips)
+    # A keyframe too far from the ideal point, or one that would make a part too long, is ignored.
+    clips = split_shots(shots, 25.0, config, keyframes=[100, 260])
+    assert [(c.start, c.end) for c in clips] == [(0, 200), (200, 400), (400, 600)]
+
+
+def test_person_detector_plugin_counts_people(curate_inputs, tmp_path, plugin_module):
+    config = CurationConfig(min_faces=1, max_faces=1, person_callable="curate_test_plugins:no_people")
+    result = curate(curate_inputs["single"], tmp_path / "p", config, "serial", progress=False)
+    (row,) = read_manifest(result.manifest_path).to_pylist()
+    assert row["people"] == 0 and row["faces"] == 1
+    assert row["reject_reason"] == "too_few_people"

@@ -28,6 +28,7 @@ HELP = {
     "aesthetic_weights": "LAION-style predictor head (.pth/.safetensors); needs --aesthetic-clip",
     "aesthetic_clip": "local CLIP model folder for the aesthetic predictor",
     "aesthetic_callable": "module:function(frames) -> float used as the aesthetic score",
+    "person_callable": "module:function(frame) -> count or boxes; the people count must fit the face range",
     "caption_command": "command template run per kept clip, e.g. 'my-vlm --video {clip}' (stdout = caption)",
     "caption_callable": "module:function(clip_path, frames) -> str used as captioner",
 }

@@ -18,6 +18,8 @@ REASONS = (
     "blurry",  # whole-frame sharpness below min_frame_sharpness
     "too_few_faces",
     "too_many_faces",
+    "too_few_people",  # only with a person detector (person_callable)
+    "too_many_people",
     "blurry_face",  # the least sharp stable face is below min_face_sharpness
     "low_aesthetic",
     "static",  # no face (or not every face, with motion_faces="all") moves clearly
@@ -64,6 +66,7 @@ class CurationConfig:
     aesthetic_weights: str = ""
     aesthetic_clip: str = ""
     aesthetic_callable: str = ""
+    person_callable: str = ""
     caption_command: str = ""
     caption_callable: str = ""
     extra: dict = field(default_factory=dict)

@@ -6,6 +6,7 @@ Columns (null where a stage did not run):
 - decision: kept, reject_reason (first failing stage), reject_reasons (all that failed),
   stages_run, error;
 - scores: frames_sampled, sharpness_frame, faces (stable tracks), faces_per_frame_min/median/max,
+  people (median per-frame count of the optional person detector),
   tracks (list of per-face structs: coverage, mean box, size, sharpness, yaw/pitch/roll/head
   ranges, mouth and eye motion, moving), sharpness_face (least sharp stable face), aesthetic,
   aesthetic_status, head_range, mouth_motion, eye_motion (maxima over faces), moving_faces;
@@ -67,6 +68,7 @@ SCHEMA = pa.schema(
         ("faces_per_frame_min", pa.int32()),
         ("faces_per_frame_median", pa.float64()),
         ("faces_per_frame_max", pa.int32()),
+        ("people", pa.int32()),
         ("tracks", pa.list_(TRACK_TYPE)),
         ("sharpness_face", pa.float64()),
         ("aesthetic", pa.float64()),

@@ -8,6 +8,10 @@ Aesthetic score, one of:
 - a Python callable ``module:function`` taking a list of (H, W, 3) uint8 RGB frames, returning a float;
 - nothing (default): the stage is skipped and the manifest says so.
 
+People count (optional, beside the face count): a Python callable ``module:function`` taking one
+(H, W, 3) uint8 RGB analysis frame and returning the people in it (a count, or a sequence of boxes);
+the clip's count is the median over the sampled frames, checked against the face-count range.
+
 Captions, one of:
 - a command template run once per kept clip, e.g. ``"my-vlm --video {clip}"``; placeholders
   {clip} (the cut clip, or the source when clips are not cut), {source}, {start}, {end} (seconds);

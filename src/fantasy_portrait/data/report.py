@@ -32,6 +32,7 @@ def _histograms(config: CurationConfig) -> list[tuple[str, str, list[float]]]:
         ("duration_s", "clip length (s)", [config.min_seconds, config.max_seconds]),
         ("sharpness_frame", "frame sharpness (Laplacian variance)", [config.min_frame_sharpness]),
         ("faces", "stable faces per clip", [config.min_faces - 0.5, config.max_faces + 0.5]),
+        ("people", "people per clip (person detector)", [config.min_faces - 0.5, config.max_faces + 0.5]),
         ("sharpness_face", "least sharp face (Laplacian variance)", [config.min_face_sharpness]),
         ("aesthetic", "aesthetic score", [config.min_aesthetic]),
         ("head_range", "head angle range (deg), max over faces", [config.min_head_range_deg]),

@@ -3,7 +3,8 @@
 Shots come from PySceneDetect's ContentDetector (frame-to-frame change of hue, saturation and
 luma; a hard cut is a jump above ``shot_threshold``). Each shot becomes clips of at most
 ``max_seconds``: a long shot is split into equal parts, so no tail shorter than the others is left
-over; a shot shorter than ``min_seconds`` becomes one clip rejected as ``too_short``.
+over (split points move to nearby keyframes when they can, for lossless cuts); a shot shorter than
+``min_seconds`` becomes one clip rejected as ``too_short``.
 """
 
 from __future__ import annotations
@@ -47,13 +48,34 @@ def detect_shots(path: str, num_frames: int, config: CurationConfig) -> list[tup
     return [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
 
 
-def split_shots(shots: list[tuple[int, int]], fps: float, config: CurationConfig) -> list[ClipRange]:
-    """Clip ranges for the shots: long shots split into equal parts of at most max_seconds."""
+def split_shots(
+    shots: list[tuple[int, int]], fps: float, config: CurationConfig, keyframes: list[int] | None = None
+) -> list[ClipRange]:
+    """Clip ranges for the shots: long shots split into equal parts of at most max_seconds.
+
+    keyframes: frame indices of the video's keyframes. A split point moves to a keyframe within a
+    quarter of a part's length when every part still fits the length limits, so that more clips
+    start and end on keyframes and can be cut without re-encoding.
+    """
     max_frames = max(1, int(math.floor(config.max_seconds * fps)))
+    min_frames = int(math.ceil(config.min_seconds * fps))
+    keys = sorted(set(keyframes or []))
     clips = []
     for shot_index, (start, end) in enumerate(shots):
         length = end - start
         parts = max(1, math.ceil(length / max_frames))
         edges = [start + round(i * length / parts) for i in range(parts + 1)]
+        for i in range(1, parts):
+            left = parts - i  # parts still to place after this edge
+            tolerance = length / parts / 4
+            fits = [
+                k
+                for k in keys
+                if abs(k - edges[i]) <= tolerance
+                and min_frames <= k - edges[i - 1] <= max_frames
+                and left * min_frames <= end - k <= left * max_frames
+            ]
+            if fits:
+                edges[i] = min(fits, key=lambda k: (abs(k - edges[i]), k))
         clips.extend(ClipRange(a, b, shot_index) for a, b in zip(edges[:-1], edges[1:], strict=True))
     return clips

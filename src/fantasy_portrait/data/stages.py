@@ -51,17 +51,18 @@ def clip_id(video_id: str, start: int, end: int) -> str:
 def scan_video(source: dict, config: CurationConfig) -> dict:
     """Probe a video and find its shots: {"video_id", "source", "fps", ..., "clips": [task, ...]}."""
     from .shots import detect_shots, split_shots
-    from .video import probe
+    from .video import keyframe_indices, probe
 
     t0 = time.perf_counter()
     record = {"kind": "video", "video_id": source["video_id"], "source": source["path"], "clips": []}
     try:
         info = probe(source["path"])
         shots = detect_shots(source["path"], info.num_frames, config)
+        keyframes = keyframe_indices(source["path"], info.fps)
     except FantasyPortraitError as exc:
         record.update(error=str(exc), time_shots_s=time.perf_counter() - t0)
         return record
-    clips = split_shots(shots, info.fps, config)
+    clips = split_shots(shots, info.fps, config, keyframes)
     record.update(
         fps=info.fps,
         num_frames=info.num_frames,
@@ -116,6 +117,7 @@ def _empty_row(task: dict) -> dict:
         "faces_per_frame_min": None,
         "faces_per_frame_median": None,
         "faces_per_frame_max": None,
+        "people": None,
         "tracks": [],
         "sharpness_face": None,
         "aesthetic": None,
@@ -226,6 +228,24 @@ def _run_stages(task: dict, config: CurationConfig, out_dir: str, row: dict) -> 
         reasons.append("too_few_faces")
     elif row["faces"] > config.max_faces:
         reasons.append("too_many_faces")
+    if config.person_callable and not stop():
+        # People seen from behind or too small for a face still count as people in the shot.
+        from .plugins import load_callable
+
+        t = time.perf_counter()
+        detect_people = _cached(
+            ("people", config.person_callable), lambda: load_callable(config.person_callable)
+        )
+        per_frame_people = []
+        for image, _ in small:
+            found = detect_people(image)
+            per_frame_people.append(int(found) if np.isscalar(found) else len(found))
+        row["people"] = int(round(float(np.median(per_frame_people))))
+        row["time_faces_s"] += time.perf_counter() - t
+        if row["people"] < config.min_faces:
+            reasons.append("too_few_people")
+        elif row["people"] > config.max_faces:
+            reasons.append("too_many_people")
     if stop():
         return
 

@@ -63,6 +63,19 @@ def probe(path: str) -> VideoInfo:
         )
 
 
+def keyframe_indices(path: str, fps: float) -> list[int]:
+    """Frame indices of the video's keyframes (from the packets, no decoding)."""
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        base = stream.start_time or 0
+        tb = stream.time_base or Fraction(1, 1)
+        return sorted(
+            round(float((p.pts - base) * tb) * fps)
+            for p in container.demux(stream)
+            if p.pts is not None and p.is_keyframe
+        )
+
+
 def iter_frames(
     path: str, start: int, end: int, fps: float, wanted: set[int] | None = None
 ) -> Iterator[tuple[int, np.ndarray]]:
