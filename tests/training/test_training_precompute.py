@@ -33,10 +33,13 @@ def tiny_encoders():
     )
     clip = ClipImageEncoder(CLIPVisionModel(clip_cfg).eval())
     empty = torch.randn(1, 1, 32)
-    return pipeline_encoders(vae, clip, None, empty)
+    from fantasy_portrait.motion.encoder import MotionEncoder
+    from fantasy_portrait.training.precompute import pdfgc_motion_features
+
+    return pipeline_encoders(vae, clip, None, empty, motion_features=pdfgc_motion_features(MotionEncoder()))
 
 
-def _write_clip(root, name, num_frames, boxes, motion=True, seed=0):
+def _write_clip(root, name, num_frames, boxes, motion=True, seed=0, five_points=False):
     from fantasy_portrait.io.video import write_video
 
     rng = np.random.default_rng(seed)
@@ -48,10 +51,16 @@ def _write_clip(root, name, num_frames, boxes, motion=True, seed=0):
         tracks["motion"] = torch.randn(
             len(boxes), len(boxes[0]), 554, generator=torch.Generator().manual_seed(seed)
         )
+    if five_points:
+        b = tracks["boxes"]
+        cx, cy, w = (b[..., 0] + b[..., 2]) / 2, (b[..., 1] + b[..., 3]) / 2, b[..., 2] - b[..., 0]
+        offsets = torch.tensor([[-0.2, -0.1], [0.2, -0.1], [0.0, 0.1], [-0.15, 0.3], [0.15, 0.3]])
+        tracks["five_points"] = torch.stack([cx, cy], -1)[..., None, :] + offsets * w[..., None, None]
     save_file(tracks, str(root / f"{name}.safetensors"))
     return {"id": name, "video": f"{name}.mp4", "tracks": f"{name}.safetensors", "caption": f"clip {name}"}
 
 
+@pytest.mark.slow
 def test_precompute_writes_shards_orders_faces_and_skips_bad_clips(tmp_path, tiny_encoders):
     src = tmp_path / "clips"
     src.mkdir()
@@ -64,6 +73,7 @@ def test_precompute_writes_shards_orders_faces_and_skips_bad_clips(tmp_path, tin
         _write_clip(src, "single", f, one, seed=1),
         _write_clip(src, "pair", f, [right, left], seed=2),
         _write_clip(src, "nomotion", f, one, motion=False, seed=3),
+        _write_clip(src, "points", f, one, motion=False, seed=4, five_points=True),
     ]
     (src / "broken.mp4").write_bytes(b"this is not a video")
     save_file({"boxes": torch.zeros(1, f, 4)}, str(src / "broken.safetensors"))
@@ -75,13 +85,14 @@ def test_precompute_writes_shards_orders_faces_and_skips_bad_clips(tmp_path, tin
     opts = PrecomputeOptions(height=32, width=32, max_frames=81, shard_size=1)
     report = precompute_dataset(manifest, out, tiny_encoders, opts, progress=False)
 
-    assert report.written == 2
+    assert report.written == 3
     assert sorted(s["id"] for s in report.skipped) == ["broken", "nomotion"]
+    assert "five_points" in next(s["reason"] for s in report.skipped if s["id"] == "nomotion")
     index = json.loads((out / INDEX_NAME).read_text())
-    assert len(index["shards"]) == 2 and len(index["skipped"]) == 2
+    assert len(index["shards"]) == 3 and len(index["skipped"]) == 2
 
     ds = PrecomputedDataset(out)
-    assert len(ds) == 2
+    assert len(ds) == 3
     by_key = {rec.key: i for i, rec in enumerate(ds.samples)}
     single = ds[by_key["single"]]
     # 11 frames -> 9 (4k+1) -> 3 latent frames at 32/8 = 4x4.
@@ -94,6 +105,10 @@ def test_precompute_writes_shards_orders_faces_and_skips_bad_clips(tmp_path, tin
     # The image condition is [frame 0, black...]: latent frame 0 agrees with the clip's own encoding
     # only where the causal VAE saw the same pixels, later frames differ.
     assert not torch.allclose(single["latents"][:, 1:], single["image_latents"][:, 1:])
+
+    # No motion in the track file: computed by the PD-FGC encoder from the five points.
+    computed = ds[by_key["points"]]["motion"]
+    assert computed.shape == (1, 9, 554) and torch.isfinite(computed).all() and computed.std() > 0
 
     pair = ds[by_key["pair"]]
     regions = torch.tensor(np.asarray(json.loads(json.dumps(pair["regions"].tolist()))))

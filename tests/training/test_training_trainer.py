@@ -235,3 +235,28 @@ def test_lora_on_the_base_trains_adapters_only_and_is_saved(tmp_path):
     assert "transformer.blocks.1.attn1.to_q.lora_B.weight" in lora
     assert len(lora) == 2 * 4 * 2 * 2  # A and B, 4 targets, 2 attentions, 2 blocks
     assert sum(float(v.abs().sum()) for k, v in lora.items() if "lora_B" in k) > 0  # B starts at zero
+
+
+def test_bf16_autocast_with_a_bf16_base_keeps_trainable_parts_float32(tmp_path):
+    data = write_tiny_set(tmp_path / "set", num_samples=4, two_faces=2)
+    steps = {"train.max_steps": 2}
+    ref = Trainer(TrainConfig.from_dict(tiny_config_dict(data, tmp_path / "fp32", **steps))).train()
+    cfg = TrainConfig.from_dict(
+        tiny_config_dict(
+            data,
+            tmp_path / "bf16",
+            **steps,
+            **{
+                "model.base_dtype": "bfloat16",
+                "train.mixed_precision": "bf16",
+                "train.gradient_checkpointing": True,
+            },
+        )
+    )
+    transformer, encoder = build_models(cfg.model)
+    result = Trainer(cfg, transformer=transformer, encoder=encoder).train()
+    assert transformer.blocks[0].attn1.to_q.weight.dtype == torch.bfloat16
+    assert all(m.weight.dtype == torch.float32 for m in transformer.motion_modules())
+    assert all(p.dtype == torch.float32 for p in encoder.parameters())
+    # Same draws, same data: the bf16 loss is the float32 loss up to bf16 rounding.
+    assert abs(result.losses[1] - ref.losses[1]) < 0.05 * ref.losses[1]

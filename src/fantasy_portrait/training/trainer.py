@@ -214,6 +214,11 @@ class Trainer:
             log_with = "tensorboard"
         except ImportError:
             log_with = None
+        from accelerate.state import AcceleratorState
+
+        # The accelerator state is a process-wide singleton; a second run in the same process (tests,
+        # notebooks) may use another precision. The process group (PartialState) is kept.
+        AcceleratorState._reset_state()
         # Without CUDA, cpu=True is what makes accelerate use gloo across torchrun's processes.
         return Accelerator(
             cpu=cfg.cpu or not torch.cuda.is_available(),
