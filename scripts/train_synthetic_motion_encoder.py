@@ -19,11 +19,13 @@ import time
 from dataclasses import asdict
 
 import numpy as np
+import torch
 
 from fantasy_portrait.synthetic.motion_encoder import (
     PART_NAMES,
     TARGET_NAMES,
     WEIGHTS_PATH,
+    TinyMotionEncoder,
     TinyMotionEncoderConfig,
     TrainOptions,
     identity_agnostic_ratio,
@@ -72,6 +74,10 @@ def main() -> None:
     model, log = train_motion_encoder(options)
     t = time.perf_counter()
     ratio = identity_agnostic_ratio(model, num_motions=24, num_identities=8, seed=args.seed + 1000)
+    torch.manual_seed(args.seed)
+    untrained = identity_agnostic_ratio(
+        TinyMotionEncoder(config).eval(), num_motions=24, num_identities=8, seed=args.seed + 1000
+    )
     val = render_pairs(args.eval_pairs, args.seed + 2000, config.crop_size)
     pred = predict_motion(model, np.concatenate([val.crops_a, val.crops_b]))
     target = np.concatenate([val.targets, val.targets])
@@ -82,6 +88,7 @@ def main() -> None:
         **log,
         "config": asdict(config),
         "identity_agnostic_ratio": ratio,
+        "untrained_identity_agnostic_ratio": untrained,
         "eval_pairs": args.eval_pairs,
         "readout_mae_normalised": dict(zip(names, np.round(mae, 4).tolist())),
         "mean_predictor_mae_normalised": dict(zip(names, np.round(base, 4).tolist())),
@@ -95,6 +102,7 @@ def main() -> None:
         "identity-agnostic ratio (within-motion / across-motion distance):",
         {k: round(v, 3) for k, v in ratio.items()},
     )
+    print("same measure, untrained network:", {k: round(v, 3) for k, v in untrained.items()})
     print("read-out MAE in [-1, 1] units (mean predictor):")
     for n, a, b in zip(names, mae, base):
         print(f"  {n:14s} {a:.3f} ({b:.3f})")
