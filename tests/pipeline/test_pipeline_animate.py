@@ -1,0 +1,114 @@
+"""End to end: `fantasy-portrait animate` on CPU with tiny random weights in the released layout."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fantasy_portrait.cli import main
+
+FAST = ["--max-size", "64", "--steps", "2", "--no-progress"]
+
+
+def _animate(capsys, *args) -> dict:
+    code = main(["animate", *args, *FAST, "--json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    return json.loads(out)
+
+
+def test_single_face_with_audio(tiny_weights, assets, tmp_path, capsys, video_facts):
+    out = tmp_path / "single.mp4"
+    s = _animate(
+        capsys,
+        str(assets / "fp_man.jpeg"),
+        str(assets / "fp_jgz.mp4"),
+        "--weights",
+        str(tiny_weights),
+        "--max-frames",
+        "9",
+        "-o",
+        str(out),
+    )
+    facts = video_facts(out)
+    assert (s["num_frames"], s["width"], s["height"]) == (9, 64, 64)
+    assert facts["frames"] == 9 and (facts["width"], facts["height"]) == (64, 64)
+    assert facts["fps"] == pytest.approx(25.0)
+    assert facts["audio"]  # fp_jgz.mp4 has audio
+    assert len(s["faces"]) == 1 and s["faces"][0]["driver"].startswith("fp_jgz.mp4")
+    assert s["transformer_calls"] == 2  # cond + uncond motion as one batch per step
+    assert set(s["seconds"]) >= {"faces", "motion", "encode", "denoise", "decode+write"}
+
+
+def test_same_seed_same_video_other_seed_differs(tiny_pipe, assets):
+    args = dict(max_frames=5, max_size=64, num_steps=2, progress=False)
+    a = tiny_pipe(assets / "fp_man.jpeg", assets / "fp_jgz.mp4", seed=7, **args)
+    b = tiny_pipe(assets / "fp_man.jpeg", assets / "fp_jgz.mp4", seed=7, **args)
+    c = tiny_pipe(assets / "fp_man.jpeg", assets / "fp_jgz.mp4", seed=8, **args)
+    assert a.frames.shape == (5, 64, 64, 3) and a.frames.dtype == np.uint8
+    assert np.array_equal(a.frames, b.frames)
+    assert not np.array_equal(a.frames, c.frames)
+
+
+def test_two_faces_from_one_video_without_audio(tiny_weights, assets, tmp_path, capsys, video_facts):
+    out = tmp_path / "two.mp4"
+    s = _animate(
+        capsys,
+        str(assets / "fp_two_person.png"),
+        str(assets / "fp_two_person.mp4"),
+        "--weights",
+        str(tiny_weights),
+        "--max-frames",
+        "5",
+        "-o",
+        str(out),
+    )
+    facts = video_facts(out)
+    assert len(s["faces"]) == 2 and s["mapping"] == [0, 1]
+    assert facts["frames"] == 5 and (facts["width"], facts["height"]) == (s["width"], s["height"])
+    assert s["width"] == 64 and s["height"] % 16 == 0
+    assert not facts["audio"]  # fp_two_person.mp4 has no audio
+
+
+def test_two_faces_from_two_videos_and_explicit_mapping(tiny_weights, assets, tmp_path, capsys, video_facts):
+    image = str(assets / "fp_two_person.png")
+    videos = [str(assets / "lp_d0.mp4"), str(assets / "fp_jgz.mp4")]
+    common = ["--weights", str(tiny_weights), "--max-frames", "5"]
+    s = _animate(capsys, image, *videos, *common, "-o", str(tmp_path / "a.mp4"))
+    assert [f["driver"].split("#")[0] for f in s["faces"]] == ["lp_d0.mp4", "fp_jgz.mp4"]
+    assert video_facts(tmp_path / "a.mp4")["audio"]  # the first driver with audio is muxed
+    m = _animate(capsys, image, *videos, *common, "--map", "0:1,1:0", "-o", str(tmp_path / "b.mp4"))
+    assert m["mapping"] == [1, 0]
+    assert [f["driver"].split("#")[0] for f in m["faces"]] == ["fp_jgz.mp4", "lp_d0.mp4"]
+    a, b = video_facts(tmp_path / "a.mp4"), video_facts(tmp_path / "b.mp4")
+    assert a["frames"] == b["frames"] == 5
+    assert not np.array_equal(a["pixels"], b["pixels"])  # swapping drivers changes the result
+
+
+@pytest.mark.slow
+def test_long_driver_through_sliding_windows(tiny_weights, assets, tmp_path, capsys, video_facts):
+    # lp_d3.mp4: 354 frames at 30 fps (11.8 s, audio). Resampled to 6 fps -> 70 frames -> 69 used
+    # (the whole clip), 18 latent frames, windows of 6 latent frames overlapping by 2: 5 windows.
+    out = tmp_path / "long.mp4"
+    s = _animate(
+        capsys,
+        str(assets / "fp_man.jpeg"),
+        str(assets / "lp_d3.mp4"),
+        "--weights",
+        str(tiny_weights),
+        "--fps",
+        "10",
+        "--window-frames",
+        "21",
+        "--overlap-frames",
+        "8",
+        "-o",
+        str(out),
+    )
+    facts = video_facts(out)
+    assert s["num_frames"] == 69 and facts["frames"] == 69
+    assert facts["fps"] == pytest.approx(6.0) and facts["audio"]
+    assert s["windows"] == 5
+    assert s["transformer_calls"] == 2 * s["windows"]
