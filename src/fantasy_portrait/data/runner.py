@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 EXECUTORS = ("serial", "process", "ray")
 JOURNAL_NAME = "journal.jsonl"
 MANIFEST_NAME = "manifest.parquet"
+RAY_CHUNK = 20_000  # items per Ray Data dataset
 
 
 @dataclass
@@ -139,11 +140,14 @@ def _map_ray(fn: Callable, items: list, workers: int, address: str | None = None
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     # One item per block: a finished clip is handed back (and journaled) as soon as it is done.
-    dataset = ray.data.from_items(
-        [{"payload": json.dumps(list(item))} for item in items], override_num_blocks=len(items)
-    )
-    for row in dataset.map(functools.partial(_ray_row, fn=fn), num_cpus=1).iter_rows():
-        yield json.loads(row["result"])
+    # Items go in chunks so that a run over millions of clips never holds millions of blocks.
+    for first in range(0, len(items), RAY_CHUNK):
+        chunk = items[first : first + RAY_CHUNK]
+        dataset = ray.data.from_items(
+            [{"payload": json.dumps(list(item))} for item in chunk], override_num_blocks=len(chunk)
+        )
+        for row in dataset.map(functools.partial(_ray_row, fn=fn), num_cpus=1).iter_rows():
+            yield json.loads(row["result"])
 
 
 def _mapper(executor: str, workers: int, ray_address: str | None) -> Callable[[Callable, list], Iterable]:

@@ -59,8 +59,9 @@ def scan_video(source: dict, config: CurationConfig) -> dict:
         info = probe(source["path"])
         shots = detect_shots(source["path"], info.num_frames, config)
         keyframes = keyframe_indices(source["path"], info.fps)
-    except FantasyPortraitError as exc:
-        record.update(error=str(exc), time_shots_s=time.perf_counter() - t0)
+    except Exception as exc:  # one unreadable video must not stop the run; its row says why
+        message = str(exc) if isinstance(exc, FantasyPortraitError) else f"{source['path']}: {exc!r}"
+        record.update(error=message, time_shots_s=time.perf_counter() - t0)
         return record
     clips = split_shots(shots, info.fps, config, keyframes)
     record.update(
