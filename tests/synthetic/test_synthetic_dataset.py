@@ -75,3 +75,34 @@ def test_dataset_can_carry_tiny_encoder_motion_features(tmp_path):
     assert tracks["motion"].shape == (2, 3, 554) and np.isfinite(tracks["motion"]).all()
     # Different faces, frames: different features.
     assert np.abs(tracks["motion"][0] - tracks["motion"][1]).mean() > 1e-3
+
+
+def test_single_drivers_show_each_driver_alone_with_the_same_motion(tmp_path):
+    s = make_sample(seed=1, num_characters=2, num_frames=4, height=80, width=160, single_drivers=True)
+    assert len(s.single_drivers) == 2
+    for i, clip in enumerate(s.single_drivers):
+        assert clip.frames.shape == (4, 80, 80, 3)
+        np.testing.assert_array_equal(clip.motion[:, 0], s.driver.motion[:, i])
+    assert (
+        main(
+            [
+                "synth",
+                "dataset",
+                str(tmp_path),
+                "--samples",
+                "1",
+                "--frames",
+                "2",
+                "--size",
+                "64x128",
+                "--characters",
+                "2",
+                "--single-drivers",
+            ]
+        )
+        == 0
+    )
+    line = json.loads((tmp_path / "pairs.jsonl").read_text())
+    assert len(line["single_drivers"]) == 2
+    assert all((tmp_path / p).is_file() for p in line["single_drivers"] + line["single_driver_tracks"])
+    assert len((tmp_path / "manifest.jsonl").read_text().splitlines()) == 4

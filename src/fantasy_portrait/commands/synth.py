@@ -56,6 +56,11 @@ def register(subparsers) -> None:
         action="store_true",
         help="also store 554-wide 'motion' features from the shipped tiny motion encoder in the track files",
     )
+    dataset.add_argument(
+        "--single-drivers",
+        action="store_true",
+        help="also write each driver character alone as its own driving video (driver_<i>.mp4)",
+    )
     dataset.set_defaults(func=_dataset)
 
 
@@ -109,6 +114,7 @@ def _dataset(args) -> int:
         fps=args.fps,
         seed=args.seed,
         motion_features=args.motion_features,
+        single_drivers=args.single_drivers,
     )
     pairs = generate_dataset(args.output, options)
     print(f"{len(pairs)} samples written to {args.output} (manifest.jsonl, pairs.jsonl)")

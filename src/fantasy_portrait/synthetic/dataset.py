@@ -22,13 +22,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .params import MOTION_NAMES, MOTION_PARTS, random_identity
-from .render import LANDMARK_LAYOUT, LANDMARK_NAMES, RenderedFrame, Scene, render_frame
+from .render import LANDMARK_LAYOUT, LANDMARK_NAMES, Character, RenderedFrame, Scene, render_frame
 from .scenes import Clip, random_performances, random_scene, render_clip
 
 logger = logging.getLogger(__name__)
@@ -47,12 +47,24 @@ class CrossSample:
     target: Clip  # ground truth: target identities with the driver's motion
     reference: RenderedFrame
     reference_motion: np.ndarray  # (N, 17)
+    # Optional: each driver character alone in its own square video (the "N driving videos" input).
+    single_drivers: list[Clip] = field(default_factory=list)
 
 
 def make_sample(
-    seed: int, num_characters: int, num_frames: int, height: int, width: int, fps: float = 25.0
+    seed: int,
+    num_characters: int,
+    num_frames: int,
+    height: int,
+    width: int,
+    fps: float = 25.0,
+    single_drivers: bool = False,
 ) -> CrossSample:
-    """Render one cross-reenactment sample; deterministic in its arguments."""
+    """Render one cross-reenactment sample; deterministic in its arguments.
+
+    single_drivers: also render each driver character alone (height x height), performing the same
+    motion, as one driving video per face.
+    """
     ss = np.random.SeedSequence([int(seed), int(num_characters)])
     s_driver, s_target, s_perf, s_ref = (np.random.default_rng(s) for s in ss.spawn(4))
     driver_scene = random_scene(s_driver, num_characters, height, width)
@@ -60,7 +72,20 @@ def make_sample(
     target_scene = random_scene(s_target, num_characters, height, width, identities=target_ids)
     motion = random_performances(num_frames, num_characters, int(s_perf.integers(2**31)), fps)
     reference_motion = random_performances(1, num_characters, int(s_ref.integers(2**31)), fps)[0]
+    singles = []
+    if single_drivers:
+        for i, ch in enumerate(driver_scene.characters):
+            idt = ch.identity
+            alone = Scene(
+                (Character(idt, (0.5, 0.45), 0.27),),
+                height,
+                height,
+                idt.background_top,
+                idt.background_bottom,
+            )
+            singles.append(render_clip(alone, motion[:, i : i + 1]))
     return CrossSample(
+        single_drivers=singles,
         driver_scene=driver_scene,
         target_scene=target_scene,
         driver=render_clip(driver_scene, motion),
@@ -171,6 +196,9 @@ def write_sample(
         "target": (clip_tracks(sample.target), sample.target.frames),
         "reference": (frame_tracks(sample.reference, sample.reference_motion), sample.reference.image[None]),
     }
+    for i, clip in enumerate(sample.single_drivers):
+        write_clip_video(folder / f"driver_{i}.mp4", clip.frames, fps)
+        tracks[f"driver_{i}"] = (clip_tracks(clip), clip.frames)
     for name, (t, frames) in tracks.items():
         if motion_encoder is not None:
             add_motion_features(t, frames, motion_encoder)
@@ -202,6 +230,10 @@ def write_sample(
         "ground_truth": f"{sample_id}/target.mp4",
         "ground_truth_tracks": f"{sample_id}/target.safetensors",
         "meta": f"{sample_id}/meta.json",
+        "single_drivers": [f"{sample_id}/driver_{i}.mp4" for i in range(len(sample.single_drivers))],
+        "single_driver_tracks": [
+            f"{sample_id}/driver_{i}.safetensors" for i in range(len(sample.single_drivers))
+        ],
     }
 
 
@@ -215,6 +247,7 @@ class DatasetOptions:
     fps: float = 25.0
     seed: int = 0
     motion_features: bool = False  # add ``motion`` from the shipped tiny motion encoder
+    single_drivers: bool = False  # also write one single-face driving video per character
 
     def __post_init__(self) -> None:
         from ..errors import InputError
@@ -247,14 +280,23 @@ def generate_dataset(output: str | os.PathLike, options: DatasetOptions) -> list
         n = options.characters[i % len(options.characters)]
         sample_id = f"synth_{options.seed:04d}_{i:05d}_{n}p"
         sample = make_sample(
-            options.seed * 100003 + i, n, options.num_frames, options.height, options.width, options.fps
+            options.seed * 100003 + i,
+            n,
+            options.num_frames,
+            options.height,
+            options.width,
+            options.fps,
+            options.single_drivers,
         )
         line = write_sample(output / sample_id, sample, options.fps, sample_id, encoder)
         pairs.append(line)
-        for role, video, tracks in (
+        clips = [
             ("driver", line["driver"], line["driver_tracks"]),
             ("target", line["ground_truth"], line["ground_truth_tracks"]),
-        ):
+        ]
+        for k, (video, tracks) in enumerate(zip(line["single_drivers"], line["single_driver_tracks"])):
+            clips.append((f"driver_{k}", video, tracks))
+        for role, video, tracks in clips:
             manifest.append({"id": f"{sample_id}_{role}", "video": video, "tracks": tracks, "caption": ""})
     (output / "manifest.jsonl").write_text("".join(json.dumps(m) + "\n" for m in manifest))
     (output / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))

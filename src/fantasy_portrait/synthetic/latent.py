@@ -1,0 +1,159 @@
+"""A fixed linear latent space for the tiny synthetic FantasyPortrait (in place of the Wan VAE).
+
+Training a video VAE on a shared 2-core CPU would take longer than the whole model, so the tiny
+model uses the simplest latent with the Wan VAE's shapes: every 8x8 pixel cell of a group of four
+frames (space-to-depth: 4 x 8 x 8 x 3 = 768 numbers) is projected onto the 16 leading principal
+components of such groups, fitted on synthetic clips, and each channel is scaled to unit variance.
+The first frame is its own group (Wan's causal layout: latent frame 0 = pixel frame 0, latent frame
+k = pixel frames 4k-3 .. 4k), encoded as four copies of itself, so a still scene has the same
+latent in every latent frame. Shapes therefore match the Wan VAE exactly: (B, 3, 4k+1, H, W) in
+[-1, 1] <-> (B, 16, k+1, H/8, W/8), and :class:`LinearLatent` has the methods of
+``fantasy_portrait.pipeline.encoders.WanVAE`` that the pipeline calls (``encode``,
+``encode_stream``, ``decode``, ``decode_stream``, ``enable_tiling``, ``z_dim``).
+
+It is lossy (48x fewer numbers, like the Wan VAE, but linear): fine detail such as thin eyelids is
+blurred. ``reconstruction`` reports what it keeps; the demo shows ground truth passed through it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+CELL = 8
+GROUP = 4
+Z_DIM = 16
+
+
+def _to_groups(video: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 4n, H, W) -> (B, n, H/8, W/8, 768) space-to-depth vectors (frame, row, column, channel)."""
+    b, c, f, h, w = video.shape
+    x = video.reshape(b, c, f // GROUP, GROUP, h // CELL, CELL, w // CELL, CELL)
+    # -> (B, n, H/8, W/8, GROUP, CELL, CELL, C)
+    x = x.permute(0, 2, 4, 6, 3, 5, 7, 1)
+    return x.reshape(b, f // GROUP, h // CELL, w // CELL, GROUP * CELL * CELL * c)
+
+
+def _from_groups(vectors: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`_to_groups`: (B, n, h, w, 768) -> (B, 3, 4n, 8h, 8w)."""
+    b, n, h, w, _ = vectors.shape
+    x = vectors.reshape(b, n, h, w, GROUP, CELL, CELL, 3)
+    x = x.permute(0, 7, 1, 4, 2, 5, 3, 6)
+    return x.reshape(b, 3, n * GROUP, h * CELL, w * CELL)
+
+
+def _pad_first(video: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 4k+1, H, W) -> (B, 3, 4(k+1), H, W): frame 0 repeated to a group of four."""
+    first = video[:, :, :1].expand(-1, -1, GROUP, -1, -1)
+    return torch.cat([first, video[:, :, 1:]], dim=2)
+
+
+class LinearLatent(nn.Module):
+    """PCA latent with the Wan VAE's interface (see the module docstring)."""
+
+    def __init__(self, mean: torch.Tensor | None = None, basis: torch.Tensor | None = None, std=None):
+        super().__init__()
+        dim = GROUP * CELL * CELL * 3
+        self.register_buffer("mean", torch.zeros(dim) if mean is None else mean.float().clone())
+        self.register_buffer("basis", torch.eye(Z_DIM, dim) if basis is None else basis.float().clone())
+        self.register_buffer(
+            "std", torch.ones(Z_DIM) if std is None else torch.as_tensor(std).float().clone()
+        )
+
+    @property
+    def z_dim(self) -> int:
+        return Z_DIM
+
+    def enable_tiling(self) -> None:
+        """No-op: the projection is per cell, memory is linear in the frames anyway."""
+
+    # -------------------------------------------------------------------------------------- fit
+    @classmethod
+    def fit(
+        cls, clips: list[np.ndarray] | np.ndarray, max_vectors: int = 200_000, seed: int = 0
+    ) -> LinearLatent:
+        """Fit on uint8 clips (each (F, H, W, 3), F = 4k+1, H and W multiples of 8)."""
+        vecs = []
+        for clip in clips:
+            video = torch.from_numpy(np.asarray(clip)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
+            vecs.append(_to_groups(_pad_first(video)).reshape(-1, GROUP * CELL * CELL * 3))
+        data = torch.cat(vecs).double()
+        if len(data) > max_vectors:
+            g = torch.Generator().manual_seed(seed)
+            data = data[torch.randperm(len(data), generator=g)[:max_vectors]]
+        mean = data.mean(0)
+        cov = (data - mean).T @ (data - mean) / len(data)
+        evals, evecs = torch.linalg.eigh(cov)
+        order = torch.argsort(evals, descending=True)[:Z_DIM]
+        basis = evecs[:, order].T  # (16, 768), orthonormal rows
+        # Deterministic signs: the largest-magnitude entry of each component is positive.
+        sign = torch.sign(basis.gather(1, basis.abs().argmax(1, keepdim=True)))
+        basis = basis * sign
+        std = evals[order].clamp_min(1e-12).sqrt()
+        return cls(mean.float(), basis.float(), std.float())
+
+    def explained_variance(self, clips) -> float:
+        """Fraction of the pixel variance of ``clips`` (same form as :meth:`fit`) the latent keeps."""
+        video = torch.from_numpy(np.stack(clips)).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+        rec = self.decode(self.encode(video))
+        return float(1 - ((rec - video) ** 2).mean() / video.var())
+
+    # ----------------------------------------------------------------------------------- encode
+    @torch.no_grad()
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 4k+1, H, W) in [-1, 1] -> (B, 16, k+1, H/8, W/8) unit-variance latents."""
+        if (video.shape[2] - 1) % GROUP or video.shape[3] % CELL or video.shape[4] % CELL:
+            raise ValueError(f"video shape {tuple(video.shape)}: need 4k+1 frames and sides divisible by 8")
+        groups = _to_groups(_pad_first(video.float()))
+        z = (groups - self.mean) @ self.basis.T / self.std
+        return z.permute(0, 4, 1, 2, 3).contiguous()
+
+    @torch.no_grad()
+    def encode_stream(self, chunks) -> torch.Tensor:
+        """Chunks as the pipeline gives them (first 1 frame, then 4 each) -> latents, like :meth:`encode`."""
+        return self.encode(torch.cat([c.float() for c in chunks], dim=2))
+
+    # ----------------------------------------------------------------------------------- decode
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, 16, T, h, w) -> (B, 3, 4(T-1)+1, 8h, 8w) in [-1, 1]; frame 0 is the mean of its group."""
+        z = latents.float().permute(0, 2, 3, 4, 1)
+        video = _from_groups((z * self.std) @ self.basis + self.mean)
+        first = video[:, :, :GROUP].mean(dim=2, keepdim=True)
+        return torch.cat([first, video[:, :, GROUP:]], dim=2).clamp(-1, 1)
+
+    @torch.no_grad()
+    def decode_stream(self, latents: torch.Tensor):
+        """Yield pixels per latent frame: (B, 3, 1, H, W) for the first, then (B, 3, 4, H, W)."""
+        for i in range(latents.shape[2]):
+            group = self.decode_group(latents[:, :, i : i + 1])
+            yield group.mean(dim=2, keepdim=True) if i == 0 else group
+
+    @torch.no_grad()
+    def decode_group(self, latent: torch.Tensor) -> torch.Tensor:
+        """One latent frame (B, 16, 1, h, w) -> its four pixel frames (B, 3, 4, 8h, 8w)."""
+        z = latent.float().permute(0, 2, 3, 4, 1)
+        return _from_groups((z * self.std) @ self.basis + self.mean).clamp(-1, 1)
+
+
+class PatchImageEncoder(nn.Module):
+    """Parameter-free stand-in for the CLIP image encoder of the tiny model.
+
+    (B, 3, H, W) in [-1, 1] -> (B, 16, 48): the image area-resized to 16x16 and cut into 4x4 patches,
+    each patch's pixels one token. The DiT's own image projector (trained) maps the tokens to its width.
+    """
+
+    grid = 16
+    patch = 4
+
+    @property
+    def dim(self) -> int:
+        return 3 * self.patch * self.patch
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.adaptive_avg_pool2d(image.float(), self.grid)  # (B, 3, 16, 16)
+        b = x.shape[0]
+        n = self.grid // self.patch
+        x = x.reshape(b, 3, n, self.patch, n, self.patch).permute(0, 2, 4, 1, 3, 5)
+        return x.reshape(b, n * n, self.dim)
