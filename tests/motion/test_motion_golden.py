@@ -78,9 +78,9 @@ def test_extract_motion_end_to_end_from_image(golden, encoder):
 
 def test_batching_does_not_change_results(golden, encoder):
     rng = np.random.default_rng(0)
-    crops = rng.integers(0, 255, (5, 224, 224, 3), dtype=np.uint8)
+    crops = rng.integers(0, 255, (3, 224, 224, 3), dtype=np.uint8)
     one = MotionEncoder(encoder.network, batch_size=1).encode(crops).as_tensor()
-    many = MotionEncoder(encoder.network, batch_size=5).encode(crops).as_tensor()
+    many = MotionEncoder(encoder.network, batch_size=3).encode(crops).as_tensor()
     torch.testing.assert_close(one, many, atol=1e-4, rtol=1e-4)
 
 
@@ -101,9 +101,10 @@ def test_checkpoint_section_and_bad_weights(tmp_path):
     bundled["proj_model.norm.weight"] = torch.ones(4)
     save_file({k: v.contiguous() for k, v in bundled.items()}, tmp_path / "all.safetensors")
     enc = MotionEncoder.from_pretrained(tmp_path / "all.safetensors")
-    ref = MotionEncoder.from_pretrained(GOLDEN / "pd_fgc_random.pth")
-    x = torch.zeros(1, 3, 224, 224)
-    torch.testing.assert_close(enc.encode_tensor(x).as_tensor(), ref.encode_tensor(x).as_tensor())
+    loaded = enc.network.state_dict()
+    assert set(loaded) == set(state)
+    for k, v in state.items():
+        torch.testing.assert_close(loaded[k], v, rtol=0, atol=0)
 
     del state["to_eye.0.weight"]
     torch.save(state, tmp_path / "broken.pth")
