@@ -24,7 +24,7 @@ MODES = ("auto", "gpu", "model-offload", "sequential", "cpu")
 GIB = 1024**3
 
 # Fixed component sizes of the released files (parameters), for estimates without loading anything.
-CLIP_VISUAL_PARAMS = 632_000_000  # ViT-H/14 visual tower (31 blocks used of 32)
+CLIP_VISUAL_PARAMS = 611_088_640  # ViT-H/14 visual tower, the 31 blocks used of 32
 VAE_PARAMS = 127_000_000  # Wan2.1 VAE
 UMT5_PARAMS = 5_680_000_000  # umT5-XXL encoder
 PDFGC_PARAMS = 9_054_995
