@@ -38,9 +38,9 @@ def export_clip(row: dict, config: CurationConfig, out_dir: str) -> dict:
     """Track the faces of one kept clip and write its track file: {"id", "ok", "why"?}."""
     from safetensors.numpy import save_file
 
-    from ..faces import get_backend
     from ..faces.tracking import track_faces
     from .measures import resize_short_side
+    from .stages import face_backend
     from .video import iter_frames, probe
 
     key = training_id(row["clip_id"])
@@ -53,7 +53,7 @@ def export_clip(row: dict, config: CurationConfig, out_dir: str) -> dict:
     for _, frame in iter_frames(clip, 0, info.num_frames, info.fps):
         image, scale = resize_short_side(frame, config.analysis_short_side)
         small.append(np.ascontiguousarray(image))
-    backend = get_backend(config.face_backend, min_score=config.detection_confidence)
+    backend = face_backend(config)
     try:
         tracks = track_faces(
             np.stack(small), num_faces=row["faces"], backend=backend, fps=info.fps, progress=False

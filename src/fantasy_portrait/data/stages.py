@@ -135,17 +135,17 @@ def _empty_row(task: dict) -> dict:
     }
 
 
-def _face_backend(config: CurationConfig):
+def face_backend(config: CurationConfig):
+    """The configured face backend, built once per process (MediaPipe gets the score threshold)."""
     from ..faces import get_backend
 
+    kwargs = {}
+    if config.face_backend == "mediapipe":
+        # A few more faces than allowed, so "too many faces" can still be seen.
+        kwargs = {"min_score": config.detection_confidence, "max_faces": config.max_faces + 4}
     return _cached(
         ("faces", config.face_backend, config.detection_confidence),
-        lambda: get_backend(
-            config.face_backend,
-            cache=False,
-            min_score=config.detection_confidence,
-            max_faces=config.max_faces + 4,
-        ),
+        lambda: get_backend(config.face_backend, cache=False, **kwargs),
     )
 
 
@@ -213,7 +213,7 @@ def _run_stages(task: dict, config: CurationConfig, out_dir: str, row: dict) -> 
 
     # Faces: detection + mesh on every sampled frame, tracks over the samples, stable-face count.
     t = time.perf_counter()
-    backend = _face_backend(config)
+    backend = face_backend(config)
     per_frame = [backend.detect(np.ascontiguousarray(s)) for s, _ in small]
     counts = [len(f) for f in per_frame]
     tracks = track_sampled_faces(per_frame)
