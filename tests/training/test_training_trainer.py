@@ -260,3 +260,21 @@ def test_bf16_autocast_with_a_bf16_base_keeps_trainable_parts_float32(tmp_path):
     assert all(p.dtype == torch.float32 for p in encoder.parameters())
     # Same draws, same data: the bf16 loss is the float32 loss up to bf16 rounding.
     assert abs(result.losses[1] - ref.losses[1]) < 0.05 * ref.losses[1]
+
+
+def test_ema_weights_are_what_the_portrait_file_exports(tmp_path):
+    from fantasy_portrait.training.trainer import EMA_FILE, _released_tensors
+
+    data = write_tiny_set(tmp_path / "set", num_samples=4)
+    cfg = TrainConfig.from_dict(
+        tiny_config_dict(
+            data, tmp_path / "run", **{"train.max_steps": 3, "train.ema_decay": 0.5, "data.num_workers": 1}
+        )
+    )
+    result = Trainer(cfg).train()
+    ema = load_file(str(result.checkpoint / EMA_FILE))
+    raw = load_file(str(result.checkpoint / TRAINABLE_FILE))
+    exported = load_file(str(result.checkpoint / PORTRAIT_FILE))
+    expected = _released_tensors(ema)
+    assert all(torch.equal(exported[k], expected[k]) for k in expected)
+    assert any(not torch.equal(ema[k], raw[k]) for k in raw)  # the average lags the raw weights

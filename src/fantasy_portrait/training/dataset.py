@@ -325,6 +325,17 @@ class GlobalBatchPlan:
             groups.setdefault(key, []).append(i)
         self.groups = [groups[k] for k in sorted(groups, key=repr)]
         self.steps_per_epoch = sum(len(g) // self.global_batch for g in self.groups)
+        # Per epoch each group's remainder is left out (a different one every epoch, by the shuffle).
+        self.left_out_per_epoch = sum(len(g) % self.global_batch for g in self.groups)
+        if self.left_out_per_epoch:
+            logger.warning(
+                "%d of %d samples are left out of each epoch: %d groups of same-shaped samples do not "
+                "divide into global batches of %d (multi-face clips batch only with equal label maps)",
+                self.left_out_per_epoch,
+                len(buckets),
+                sum(1 for g in self.groups if len(g) % self.global_batch),
+                self.global_batch,
+            )
         if self.steps_per_epoch == 0:
             sizes = sorted((len(g) for g in self.groups), reverse=True)
             raise InputError(
