@@ -1,7 +1,7 @@
 """Cross-reenactment cases of the synthetic world at the tiny model's size, for training and the demo.
 
 A case: a portrait of N characters (identities T_i, each in its own 64-pixel column, neutral pose),
-N single-character driving clips of other identities D_i, and the ground truth: the portrait's
+N single-character 96x96 driving clips of other identities D_i, and the ground truth: the portrait's
 characters performing exactly the drivers' motion parameters. Performances start from the neutral
 pose and blend into a random performance over the first frames, so ground-truth frame 0 is the
 portrait itself (what an image-to-video model reproduces as its first frame).
@@ -20,6 +20,7 @@ from .render import Character, Scene
 from .scenes import Clip, layout, render_clip
 
 CELL = 64  # pixels per character column (and the portrait's height)
+DRIVER_CELL = 96  # driving clips are square single-character videos of this size
 NUM_FRAMES = 17
 FPS = 25.0
 RAMP_FRAMES = 4
@@ -55,13 +56,19 @@ def _scene(identities, rng: np.random.Generator, cell: int) -> Scene:
     return Scene(chars, cell, cell * n, identities[0].background_top, identities[0].background_bottom)
 
 
-def make_case(seed: int, num_characters: int = 2, num_frames: int = NUM_FRAMES, cell: int = CELL) -> Case:
+def make_case(
+    seed: int,
+    num_characters: int = 2,
+    num_frames: int = NUM_FRAMES,
+    cell: int = CELL,
+    driver_cell: int = DRIVER_CELL,
+) -> Case:
     """Render one case (deterministic in ``seed``)."""
     rng = np.random.default_rng([seed, 7151])
     targets = [random_identity(rng) for _ in range(num_characters)]
     drivers = [random_identity(rng) for _ in range(num_characters)]
     scene = _scene(targets, rng, cell)
-    driver_scenes = [_scene([d], rng, cell) for d in drivers]
+    driver_scenes = [_scene([d], rng, driver_cell) for d in drivers]
     motion = np.stack([ramped_performance(num_frames, rng) for _ in range(num_characters)], axis=1)
     truth = render_clip(scene, motion)
     driver_clips = [render_clip(s, motion[:, i : i + 1]) for i, s in enumerate(driver_scenes)]

@@ -130,8 +130,9 @@ class _Face:
         self.eh = idt.eye_size * 0.55
         self.ey = idt.eye_height
         smile = m["smile"]
+        # Lid opening per eye: 0 shut, 1 open; squint and a smile narrow it too.
         self.opening = [
-            float(np.clip((1 - m[key]) * (1 - 0.55 * m["squint"]) * (1 - 0.2 * max(smile, 0.0)), 0, 1))
+            float(np.clip((1 - m[key]) * (1 - 0.35 * m["squint"]) * (1 - 0.2 * max(smile, 0.0)), 0, 1))
             for key in ("blink_left", "blink_right")
         ]
         # Nose: an ellipsoid whose front-most point is the nose tip.
@@ -166,14 +167,16 @@ class _Face:
 
     def iris_center(self, side: int) -> tuple[float, float]:
         ex, ey = self.eye_center(side)
-        return ex + self.m["gaze_x"] * 0.55 * self.ew, ey + self.m["gaze_y"] * 0.4 * self.eh
+        return ex + self.m["gaze_x"] * 0.55 * self.ew, ey + self.m["gaze_y"] * 0.5 * self.eh
 
     def lids(self, side: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ex = -self.idt.eye_spacing if side == 0 else self.idt.eye_spacing
         q = ((x - ex) / self.ew) ** 2
         w = np.clip(1 - q, 0, None)
-        upper = self.ey + self.eh * w * (1.6 * self.opening[side] - 0.6)
-        lower = self.ey - 0.6 * self.eh * w
+        # A squint raises the lower lid; the open upper lid follows the vertical gaze.
+        lower = self.ey - 0.6 * self.eh * w * (1 - 0.45 * self.m["squint"])
+        upper_open = self.ey + self.eh * w * (1 + 0.2 * self.m["gaze_y"])
+        upper = lower + (upper_open - lower) * self.opening[side]
         return upper, lower, q
 
     def mouth_center_y(self, u):
@@ -217,18 +220,16 @@ class _Face:
         pts.append(self.on_surface(0.0, y0 - self.open_h - 1.2 * self.lip_t))
         pts.append(self.on_surface(self.mw, yc))
         dense = np.stack(pts).astype(np.float32)
-        names = LANDMARK_NAMES
-        five = dense[
+        at = LANDMARK_NAMES.index
+        five = np.stack(
             [
-                names.index("left_eye_top"),
-                names.index("right_eye_top"),
-                names.index("nose_tip"),
-                names.index("left_mouth"),
-                names.index("right_mouth"),
+                self.on_surface(*self.eye_center(0)),
+                self.on_surface(*self.eye_center(1)),
+                dense[at("nose_tip")],
+                dense[at("left_mouth")],
+                dense[at("right_mouth")],
             ]
-        ].copy()
-        five[0] = self.on_surface(*self.eye_center(0))
-        five[1] = self.on_surface(*self.eye_center(1))
+        ).astype(np.float32)
         return five, dense
 
     def brow_ends(self, side: int) -> tuple[float, float]:
@@ -241,7 +242,7 @@ class _Face:
     def brow_line(self, t):
         """y of the brow centre line at parameter t (0 inner end, 1 outer end)."""
         t = np.asarray(t, np.float32)
-        y = self.brow_y + 0.035 * np.sin(np.pi * np.clip(t, 0, 1)) - 0.07 * self.m["brow_furrow"] * (1 - t)
+        y = self.brow_y + 0.035 * np.sin(np.pi * np.clip(t, 0, 1)) - 0.1 * self.m["brow_furrow"] * (1 - t)
         return y + 0.03 * min(self.m["brow_raise"], 0.0) * t  # sad/angry: outer ends drop
 
     def texture(self, p: np.ndarray) -> np.ndarray:
@@ -279,8 +280,13 @@ class _Face:
             col[lash] = (0.08, 0.05, 0.05)
             low_line = front & (q < 1.0) & (y <= lower) & (y > lower - 0.01)
             col[low_line] = skin * 0.6
-            # Brow.
+            # Frown line above the inner brow end.
             xi, xo = self.brow_ends(side)
+            line = (
+                front & (np.abs(x - 0.6 * xi) < 0.012) & (y > self.brow_y - 0.06) & (y < self.brow_y + 0.05)
+            )
+            col[line] *= 1 - 0.35 * self.m["brow_furrow"]
+            # Brow.
             t = (x - xi) / (xo - xi)
             yb = self.brow_line(t)
             th = idt.brow_thickness * (1 - 0.5 * np.clip(t, 0, 1))
