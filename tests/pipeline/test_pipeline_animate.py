@@ -112,3 +112,57 @@ def test_long_driver_through_sliding_windows(tiny_weights, assets, tmp_path, cap
     assert facts["fps"] == pytest.approx(6.0) and facts["audio"]
     assert s["windows"] == 5
     assert s["transformer_calls"] == 2 * s["windows"]
+
+
+def _with_text_encoder(tiny_weights, folder):
+    from fantasy_portrait.pipeline import layout
+    from fantasy_portrait.pipeline.tiny import write_tiny_text_encoder
+
+    folder.mkdir()
+    for f in tiny_weights.iterdir():
+        if f.name != layout.EMPTY_PROMPT_FILE:
+            (folder / f.name).symlink_to(f)
+    write_tiny_text_encoder(folder, text_dim=32)
+    return folder
+
+
+def test_empty_prompt_is_computed_once_then_cached(tiny_weights, tmp_path):
+    import torch
+
+    from fantasy_portrait.pipeline import layout
+    from fantasy_portrait.pipeline.pipeline import FantasyPortraitPipeline
+
+    folder = _with_text_encoder(tiny_weights, tmp_path / "w")
+    pipe = FantasyPortraitPipeline.from_pretrained(folder)
+    emb = pipe.encode_text("")
+    assert emb.shape == (1, 512, 32)
+    assert int((emb[0].abs().sum(-1) > 0).sum()) == 1  # one token (end of sequence), the rest zero padding
+    assert (folder / layout.EMPTY_PROMPT_FILE).is_file()
+    again = FantasyPortraitPipeline.from_pretrained(folder)
+    torch.testing.assert_close(again.encode_text(""), emb)
+    assert again._text_encoder is None  # the cache was used: umT5 not loaded
+
+
+def test_prompt_and_text_guidance_add_a_third_branch(tiny_weights, assets, tmp_path, capsys):
+    folder = _with_text_encoder(tiny_weights, tmp_path / "w")
+    args = [
+        str(assets / "fp_man.jpeg"),
+        str(assets / "fp_jgz.mp4"),
+        "--weights",
+        str(folder),
+        "--max-frames",
+        "5",
+    ]
+    s = _animate(
+        capsys,
+        *args,
+        "--prompt",
+        "a smiling man",
+        "--text-guidance",
+        "2",
+        "--sequential-branches",
+        "-o",
+        str(tmp_path / "p.mp4"),
+    )
+    assert s["transformer_calls"] == 3 * 2  # cond, uncond motion, negative prompt; 2 steps
+    assert s["num_frames"] == 5

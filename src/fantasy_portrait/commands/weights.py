@@ -16,13 +16,20 @@ def register(subparsers) -> None:
     p.add_argument("folder", help="folder to write (created if needed)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the weights")
     p.add_argument("--overwrite", action="store_true", help="replace files that already exist")
+    p.add_argument(
+        "--with-text-encoder",
+        action="store_true",
+        help="also write a tiny umT5 and tokenizer (only needed for --prompt or --text-guidance != 1)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..pipeline.tiny import NOISE_NOTE, write_tiny_weights
 
-    paths = write_tiny_weights(args.folder, seed=args.seed, overwrite=args.overwrite)
+    paths = write_tiny_weights(
+        args.folder, seed=args.seed, overwrite=args.overwrite, text_encoder=args.with_text_encoder
+    )
     for path in paths:
         print(path)
     print(f"note: {NOISE_NOTE}", file=sys.stderr)

@@ -4,8 +4,7 @@ Every file ``fantasy-portrait animate`` reads, under its released name, at tiny 
 Wan DiT (original keys and ``config.json``), a narrow Wan VAE, a 2-block CLIP visual tower (width
 1280 is kept because the DiT's image projector expects 1280-wide features), the FantasyPortrait
 adapter (flat released keys), the PD-FGC motion encoder (its size is fixed: about 36 MB) and the
-cached empty-prompt embedding. The umT5 text encoder is left out (a prompt then needs real
-weights). Such weights exercise the whole program but produce noise, not animation.
+cached empty-prompt embedding; optionally a tiny umT5 and a word-level tokenizer (for prompts). Such weights exercise the whole program but produce noise, not animation.
 """
 
 from __future__ import annotations
@@ -182,8 +181,50 @@ def tiny_motion_state_dict(seed: int) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
-def write_tiny_weights(folder: str | Path, seed: int = 0, *, overwrite: bool = False) -> list[Path]:
-    """Write every file ``animate`` needs, tiny and random, into ``folder``. Returns the paths written."""
+TINY_WORDS = ("a", "man", "woman", "smiling", "talking", "portrait", "of", "the", "and", "face")
+
+
+def write_tiny_text_encoder(folder: Path, text_dim: int, seed: int = 0) -> list[Path]:
+    """A tiny random umT5 encoder (original key names) and a word-level tokenizer in ``google/umt5-xxl/``."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
+
+    from .encoders import t5_transformers_to_original
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(TINY_WORDS)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
+    tok_dir = folder / layout.T5_TOKENIZER
+    hf_tok.save_pretrained(str(tok_dir))
+    torch.manual_seed(seed)
+    config = UMT5Config(
+        vocab_size=len(vocab),
+        d_model=text_dim,
+        d_kv=8,
+        d_ff=2 * text_dim,
+        num_layers=2,
+        num_heads=max(1, text_dim // 8),
+        feed_forward_proj="gated-gelu",
+    )
+    model = UMT5EncoderModel(config)
+    path = folder / layout.T5_FILE
+    torch.save(
+        {k: v.to(torch.bfloat16) for k, v in t5_transformers_to_original(model.state_dict(), 2).items()}, path
+    )
+    return [path, tok_dir]
+
+
+def write_tiny_weights(
+    folder: str | Path, seed: int = 0, *, overwrite: bool = False, text_encoder: bool = False
+) -> list[Path]:
+    """Write every file ``animate`` needs, tiny and random, into ``folder``. Returns the paths written.
+
+    text_encoder: also write a tiny umT5 and tokenizer (needed only for a prompt or text guidance != 1).
+    """
     from safetensors.torch import save_file
 
     from .encoders import save_empty_prompt
@@ -223,4 +264,6 @@ def write_tiny_weights(folder: str | Path, seed: int = 0, *, overwrite: bool = F
             save_empty_prompt(tmp, content)
         tmp.replace(path)
         written.append(path)
+    if text_encoder:
+        written += write_tiny_text_encoder(folder, TINY_WAN["text_dim"], seed)
     return written
