@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .params import MOTION_NAMES, MOTION_PARTS, random_identity
+from .params import MOTION_NAMES, MOTION_PARTS, Identity, random_identity
 from .render import LANDMARK_LAYOUT, LANDMARK_NAMES, Character, RenderedFrame, Scene, render_frame
 from .scenes import Clip, random_performances, random_scene, render_clip
 
@@ -51,6 +51,17 @@ class CrossSample:
     single_drivers: list[Clip] = field(default_factory=list)
 
 
+def _distinct_identity(rng: np.random.Generator, other: Identity) -> Identity:
+    """A random identity that differs visibly from ``other`` (hair style and hair or skin colour)."""
+    for _ in range(50):
+        idt = random_identity(rng)
+        hair = np.abs(np.subtract(idt.hair_color, other.hair_color)).sum()
+        skin = np.abs(np.subtract(idt.skin, other.skin)).sum()
+        if idt.hair_style != other.hair_style and (hair > 0.3 or skin > 0.25):
+            return idt
+    return idt
+
+
 def make_sample(
     seed: int,
     num_characters: int,
@@ -68,7 +79,7 @@ def make_sample(
     ss = np.random.SeedSequence([int(seed), int(num_characters)])
     s_driver, s_target, s_perf, s_ref = (np.random.default_rng(s) for s in ss.spawn(4))
     driver_scene = random_scene(s_driver, num_characters, height, width)
-    target_ids = [random_identity(s_target) for _ in range(num_characters)]
+    target_ids = [_distinct_identity(s_target, ch.identity) for ch in driver_scene.characters]
     target_scene = random_scene(s_target, num_characters, height, width, identities=target_ids)
     motion = random_performances(num_frames, num_characters, int(s_perf.integers(2**31)), fps)
     reference_motion = random_performances(1, num_characters, int(s_ref.integers(2**31)), fps)[0]
