@@ -205,7 +205,9 @@ def encode_clip(
     video_in = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1.0  # (3, F, H, W)
     with torch.no_grad():
         latents = encoders.encode_video(video_in)
-        cond = torch.full_like(video_in, -1.0)  # black frames after the reference frame (SPEC §8)
+        # [first frame, F-1 zero frames]: 0 in the VAE's [-1, 1] input, as the reference and the
+        # pipeline condition at inference (pipeline._conditioning_chunks); not -1.
+        cond = torch.zeros_like(video_in)
         cond[:, 0] = video_in[:, 0]
         image_latents = encoders.encode_video(cond)
         clip = encoders.encode_image(frames[0])
