@@ -282,12 +282,17 @@ def _frame_source(frames_or_video, fps: float | None, max_frames: int | None):
 def detect_all(
     frames: Iterable[np.ndarray], backend: FaceBackend, total: int | None = None, progress: bool = True
 ) -> list[list[FaceObservation]]:
-    """Backend detections for every frame (faces without five points are dropped)."""
+    """Backend detections for every frame (faces without five points are dropped; 3D landmarks and
+    backend extras are discarded to keep memory at ~4 KB per face and frame)."""
     from tqdm.auto import tqdm
 
     out = []
     for frame in tqdm(frames, total=total, desc="faces", unit="frame", disable=not progress, leave=False):
-        out.append([f for f in backend.detect(frame) if f.five_points is not None])
+        faces = [f for f in backend.detect(frame) if f.five_points is not None]
+        for f in faces:  # keep per-frame memory small on long clips: 2D landmarks are all tracking uses
+            f.landmarks_3d = None
+            f.extra = {}
+        out.append(faces)
     return out
 
 
