@@ -37,6 +37,7 @@ def test_wrong_files_give_clear_errors(tmp_path):
         extractors.I3DFeatures(junk)
 
 
+@pytest.mark.slow  # a 24M-parameter network on 299 x 299 inputs: about 20 s on 2 busy cores
 def test_inception_architecture_matches_the_pytorch_fid_layout(tmp_path):
     model = extractors._build_inception()
     state = model.state_dict()

@@ -93,3 +93,13 @@ def test_feature_statistics_needs_two_samples():
         frechet.feature_statistics(np.zeros((1, 4)))
     with pytest.raises(ValueError):
         frechet.frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+
+
+def test_ssim_of_greyscale_frames_equals_skimage():
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 256, (40, 31), dtype=np.uint8)  # 2D: the scipy fallback path
+    b = np.clip(a.astype(int) + rng.integers(-30, 30, a.shape), 0, 255).astype(np.uint8)
+    expected = structural_similarity(
+        a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255
+    )
+    assert metrics.ssim_frame(a, b) == pytest.approx(expected, abs=1e-12)

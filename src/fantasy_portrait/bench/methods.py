@@ -4,8 +4,8 @@ A method turns one prepared case (a source portrait PNG and one driving MP4 per 
 MP4. Method specs on the command line:
 
 - ``repeat-portrait``: the source portrait repeated for every driving frame (trivial lower bound).
-- ``copy-driver``: the (first) driving video resized to the portrait's size (an upper bound for
-  self-reenactment, where the driving video is the ground truth).
+- ``copy-driver``: the ground-truth video for self-reenactment (the exact upper bound), else the
+  first driving video, resized to the portrait's size.
 - ``ours``, ``ours:OPTIONS.json`` or ``ours:tiny``: this project's pipeline (imported only when used);
   the JSON file gives weights and call options (see :class:`OursMethod`); ``tiny`` uses tiny random
   weights (runs the whole program, animates nothing: for tests and demos).
@@ -102,19 +102,22 @@ class RepeatPortrait(Method):
 
 
 class CopyDriver(Method):
-    """The first driving video, resized to the portrait's size (copied as is when the size matches)."""
+    """The ground truth (self-reenactment) or the first driving video (cross), resized to the portrait's
+    size (copied as is when the size matches)."""
 
     def signature(self) -> str:
-        return "copy-driver/2"
+        return "copy-driver/3"
 
     def generate(self, case: PreparedCase, output: Path) -> None:
         import cv2
 
         from ..io import read_video, write_video
 
-        frames = read_video(case.drivers[0]).frames
+        # Self-reenactment: the whole ground-truth video (all faces), the exact upper bound.
+        source = case.ground_truth or case.drivers[0]
+        frames = read_video(source).frames
         if frames.shape[1:3] == (case.height, case.width):
-            shutil.copyfile(case.drivers[0], output)  # no re-encoding: exactly the driving frames
+            shutil.copyfile(source, output)  # no re-encoding: exactly the reference frames
             return
         frames = np.stack(
             [cv2.resize(f, (case.width, case.height), interpolation=cv2.INTER_AREA) for f in frames]

@@ -30,16 +30,32 @@ SSIM_K1, SSIM_K2 = 0.01, 0.03
 SSIM_DATA_RANGE = 255.0
 
 
+def _ssim_kernel() -> np.ndarray:
+    """The normalised 1D Gaussian of scipy.ndimage.gaussian_filter for SSIM_SIGMA and SSIM_TRUNCATE."""
+    radius = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    phi = np.exp(-0.5 / SSIM_SIGMA**2 * x * x)
+    return phi / phi.sum()
+
+
 def ssim_frame(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM of two (H, W, 3) uint8 RGB frames of the same size (definition in the module docstring)."""
     x = np.asarray(a, dtype=np.float64)
     y = np.asarray(b, dtype=np.float64)
     if x.shape != y.shape:
         raise ValueError(f"SSIM needs frames of one size, got {x.shape} and {y.shape}")
-    sigma = (SSIM_SIGMA, SSIM_SIGMA) + (0.0,) * (x.ndim - 2)
+    kernel = _ssim_kernel()
+    if x.ndim == 3 and x.shape[2] <= 4 and min(x.shape[:2]) > kernel.size:
+        import cv2
 
-    def blur(v):
-        return ndimage.gaussian_filter(v, sigma=sigma, mode="reflect", truncate=SSIM_TRUNCATE)
+        # The same separable float64 filter as scipy's gaussian_filter(mode="reflect"), about 5x faster.
+        def blur(v):
+            return cv2.sepFilter2D(v, cv2.CV_64F, kernel, kernel, borderType=cv2.BORDER_REFLECT)
+    else:
+        sigma = (SSIM_SIGMA, SSIM_SIGMA) + (0.0,) * (x.ndim - 2)
+
+        def blur(v):
+            return ndimage.gaussian_filter(v, sigma=sigma, mode="reflect", truncate=SSIM_TRUNCATE)
 
     ux, uy = blur(x), blur(y)
     vx = blur(x * x) - ux * ux

@@ -112,9 +112,12 @@ def markdown(summaries: list[dict]) -> str:
                 values = modes.get(mode, {})
                 cell = _fmt(values.get(metric), metric)
                 rate = values.get("face_rate")
-                if (
-                    metric not in ("fid", "fvd", "ssim")
-                    and cell != "–"
+                landmark_metric = metric not in ("fid", "fvd", "ssim")
+                if landmark_metric and values.get(metric) is None and values and not rate:
+                    cell = "no face"
+                elif (
+                    landmark_metric
+                    and values.get(metric) is not None
                     and rate is not None
                     and rate < FACE_RATE_FLAG
                 ):
@@ -160,6 +163,15 @@ def markdown(summaries: list[dict]) -> str:
     for s in summaries:
         for cid, c in s["cases"].items():
             cells = [_fmt(c.get(m), m) for m in metrics]
+            if not c.get("face_rate"):
+                cells = [
+                    "no face"
+                    if m not in ("ssim", "face_rate")
+                    and cell == "–"
+                    and not (m == "lmd" and c["mode"] == "cross")
+                    else cell
+                    for m, cell in zip(metrics, cells)
+                ]
             lines.append(
                 f"| {s['method']} | {cid} | {c['mode']} | {c['frames']} | " + " | ".join(cells) + " |"
             )
@@ -193,6 +205,9 @@ def _plot_bars(summaries: list[dict], path: Path) -> None:
         values = [s["subsets"].get(subset, {}).get(mode, {}).get(metric) for s in summaries]
         heights = [v if v is not None else 0.0 for v in values]
         ax.bar(range(len(names)), heights, color=[colours[i % len(colours)] for i in range(len(names))])
+        for i, v in enumerate(values):
+            if v is None:  # not measured (no face, no extractor): say so instead of a zero-height "best" bar
+                ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=7, color="0.4")
         ax.set_xticks(range(len(names)), names, rotation=20, fontsize=7)
         ax.set_title(f"{subset} {mode} {label}{_arrow(metric)}", fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
@@ -216,24 +231,36 @@ def _plot_case_curves(run_dir: Path, summaries: list[dict], folder: Path) -> lis
         some = next(scores[cid] for scores in per_method.values() if cid in scores)
         names = ["ssim"] if "frames_ssim" in some else []
         names += [m for m in ("lmd", "mae", "apd", "aed") if some["faces"] and m in some["faces"][0]]
-        fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.6), squeeze=False)
+        fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.9), squeeze=False)
+        colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        styles = ("-", "--", ":", "-.")
+        legend = {}
         for ax, metric in zip(axes[0], names):
-            for method, scores in per_method.items():
+            for m, (method, scores) in enumerate(per_method.items()):
                 if cid not in scores:
                     continue
                 sc = scores[cid]
+                colour = colours[m % len(colours)]  # one colour per method, one line style per face
                 if metric == "ssim":
-                    ax.plot(sc["frames_ssim"], label=method)
+                    (line,) = ax.plot(sc["frames_ssim"], color=colour)
+                    legend.setdefault(method, line)
                     continue
                 for k, face in enumerate(sc["faces"]):
                     y = np.array([np.nan if v is None else v for v in face[metric]], float)
-                    ax.plot(y, label=f"{method} face {k}" if len(sc["faces"]) > 1 else method)
+                    (line,) = ax.plot(y, color=colour, linestyle=styles[k % len(styles)])
+                    legend.setdefault(f"{method} face {k}" if len(sc["faces"]) > 1 else method, line)
             ax.set_title(f"{metric.upper()}{_arrow(metric)} per frame", fontsize=9)
             ax.set_xlabel("frame", fontsize=8)
             ax.tick_params(labelsize=7)
-        axes[0][0].legend(fontsize=6)
-        fig.suptitle(cid, fontsize=9)
-        fig.tight_layout()
+        fig.legend(
+            list(legend.values()),
+            list(legend.keys()),
+            loc="lower center",
+            ncol=min(6, len(legend)),
+            fontsize=7,
+        )
+        fig.suptitle(f"{cid} (missing lines: face not found)", fontsize=9)
+        fig.tight_layout(rect=(0, 0.1, 1, 1))
         path = folder / f"frames_{cid}.png"
         fig.savefig(path, dpi=100)
         plt.close(fig)
