@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import pytest
 import torch
 import yaml
@@ -25,9 +28,14 @@ def test_train_command_runs_a_config_with_overrides(tmp_path, capsys):
     data = write_tiny_set(tmp_path / "set", num_samples=4)
     raw = tiny_config_dict("set", "run")  # relative paths: resolved against the config's folder
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(raw))
-    code = main(["train", str(tmp_path / "cfg.yaml"), "--set", "train.max_steps=2", "--set", "train.seed=3"])
+    code = main(
+        ["train", str(tmp_path / "cfg.yaml"), "--set", "train.max_steps=2", "--set", "train.eval_every=1"]
+    )
     assert code == 0
     assert sorted(read_loss_log(tmp_path / "run")) == [1, 2]
+    val = [json.loads(line) for line in (tmp_path / "run" / "val_losses.jsonl").read_text().splitlines()]
+    assert [v["step"] for v in val] == [1, 2] and all(math.isfinite(v["val_loss"]) for v in val)
+    assert val[0]["val_loss"] != val[1]["val_loss"]  # fixed draws: only the weights changed
     assert "step-00000002" in capsys.readouterr().out
     assert (tmp_path / "run" / "logs").is_dir()  # TensorBoard events
     cfg = load_config(tmp_path / "cfg.yaml", ["optim.lr=0.5"])

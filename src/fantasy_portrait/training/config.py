@@ -33,6 +33,7 @@ class DataSection:
     micro_batch: int = 1  # samples per process per forward pass
     num_workers: int = 0
     text_len: int | None = None  # default: the set's text_len (512)
+    val_root: str | None = None  # optional precomputed validation set (default: the training set)
 
 
 @dataclass
@@ -56,6 +57,8 @@ class TrainSection:
     ema_decay: float | None = None  # e.g. 0.999; the exported checkpoint then holds the EMA weights
     log_every: int = 1
     save_every: int = 500
+    eval_every: int = 0  # > 0: fixed-draw validation loss every this many steps (val_losses.jsonl)
+    eval_samples: int = 8  # first samples of the validation set used for it
     keep_last: int = 2
     resume: str = "auto"  # "auto" (latest complete checkpoint in output_dir), "never", or a path
     cpu: bool = False  # force CPU even where an accelerator is present
@@ -104,6 +107,7 @@ class TrainConfig:
             cfg.model.wan = resolve(cfg.model.wan)
             cfg.model.portrait_init = resolve(cfg.model.portrait_init)
             cfg.data.root = resolve(cfg.data.root) or ""
+            cfg.data.val_root = resolve(cfg.data.val_root)
             cfg.train.output_dir = resolve(cfg.train.output_dir)
             if cfg.train.resume not in ("auto", "never"):
                 cfg.train.resume = resolve(cfg.train.resume)

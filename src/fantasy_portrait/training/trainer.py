@@ -46,6 +46,7 @@ LORA_FILE = "lora.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "state.json"
 LOSS_LOG = "losses.jsonl"
+VAL_LOG = "val_losses.jsonl"
 
 
 class MotionTrainingModel(nn.Module):
@@ -447,6 +448,11 @@ class Trainer:
             persistent_workers=False,
         )
         batches = iter(loader)
+        val_set = None
+        if cfg.train.eval_every > 0:
+            val_full = PrecomputedDataset(cfg.data.val_root or cfg.data.root, cfg.data.text_len)
+            val_set = torch.utils.data.Subset(val_full, range(min(len(val_full), cfg.train.eval_samples)))
+            val_set.empty_prompt = val_full.empty_prompt
         empty_prompt = dataset.empty_prompt.to(device)
         result = TrainResult(final_step=start)
         bar = tqdm(
@@ -490,6 +496,13 @@ class Trainer:
                     acc.log({"train/loss": mean_loss, "train/lr": lr, "train/samples_per_s": rate}, step=step)
                 bar.set_postfix(loss=f"{mean_loss:.4f}", samples_s=f"{rate:.2f}")
                 bar.update(1)
+            if cfg.train.eval_every > 0 and (step % cfg.train.eval_every == 0 or step == cfg.train.max_steps):
+                # Every process evaluates (sharded models need all of them in the forward pass).
+                val_loss = fixed_set_loss(model, val_set, cfg, device=device)
+                if acc.is_main_process:
+                    with open(out / VAL_LOG, "a") as f:
+                        f.write(json.dumps({"step": step, "val_loss": val_loss}) + "\n")
+                    acc.log({"val/loss": val_loss}, step=step)
             if step % max(1, cfg.train.save_every) == 0 or step == cfg.train.max_steps:
                 result.checkpoint = self._save(acc, model, optimizer, scheduler, ema, params, step, plan)
         bar.close()
@@ -540,7 +553,7 @@ def fixed_set_loss(
         replace(config, objective=replace(config.objective, drop_image=0.0, drop_motion=0.0, drop_prompt=0.0))
     )
     trainer.config.train = replace(config.train, seed=seed)
-    empty = dataset.empty_prompt.to(device)
+    empty = dataset.empty_prompt.to(device)  # a Subset carries it as an attribute
     was_training = model.training
     model.eval()
     total = 0.0
