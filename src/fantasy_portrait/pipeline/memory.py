@@ -188,23 +188,22 @@ class Placement:
             self._sequential(transformer)
 
     def _sequential(self, transformer: torch.nn.Module) -> None:
-        """Everything but the blocks stays on the accelerator; each block visits it for its forward."""
+        """Everything but the blocks stays on the accelerator; each block visits it in turn.
+
+        The transformer runs its blocks through a function that reads the block's tensors directly
+        (``block.forward`` is never called, so forward hooks would not fire); instead the block list
+        itself moves each block in while the forward pass iterates over it, and out after.
+        """
         for name, child in transformer.named_children():
             if name != "blocks":
                 child.to(self.device)
         for p in transformer.parameters(recurse=False):
             p.data = p.data.to(self.device)
-        for block in transformer.blocks:
-            block.to("cpu")
-
-            def pre(module, args, kwargs):
-                module.to(self.device)
-
-            def post(module, args, kwargs, output):
-                module.to("cpu")
-
-            self._hooks.append(block.register_forward_pre_hook(pre, with_kwargs=True))
-            self._hooks.append(block.register_forward_hook(post, with_kwargs=True))
+        blocks = transformer.blocks
+        blocks.to("cpu")
+        blocks.__class__ = _StreamingBlocks
+        blocks.stream_device = self.device
+        self._hooks.append(blocks)
 
     @contextmanager
     def use(self, module: torch.nn.Module):
@@ -225,3 +224,20 @@ class Placement:
                 module.to("cpu")
         else:
             yield module
+
+
+class _StreamingBlocks(torch.nn.ModuleList):
+    """A ModuleList whose iteration brings each block to ``stream_device`` and sends it back after."""
+
+    stream_device: torch.device
+
+    def __iter__(self):
+        previous = None
+        for block in super().__iter__():
+            block.to(self.stream_device)
+            if previous is not None:
+                previous.to("cpu")
+            yield block
+            previous = block
+        if previous is not None:
+            previous.to("cpu")
