@@ -121,7 +121,8 @@ def expression_errors(gen: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
     Both videos' pose-normalised shapes are taken relative to their own shape at the first frame where
     both show the face, so identity (a different person in cross-reenactment) cancels and only the
-    change of expression since that frame is compared. That frame scores 0 by construction.
+    change of expression since that frame is compared. That frame is NaN (it would be 0 by
+    construction and compares nothing), so a face seen in a single frame has no AED.
     """
     gen = np.asarray(gen, np.float64)
     ref = np.asarray(ref, np.float64)
@@ -132,7 +133,9 @@ def expression_errors(gen: np.ndarray, ref: np.ndarray) -> np.ndarray:
     g = geometry.normalized_shape(gen[ok])
     r = geometry.normalized_shape(ref[ok])
     dg, dr = g - g[:1], r - r[:1]
-    out[ok] = 100.0 * np.linalg.norm(dg - dr, axis=-1).mean(axis=-1)
+    values = 100.0 * np.linalg.norm(dg - dr, axis=-1).mean(axis=-1)
+    values[0] = np.nan  # the reference frame compares nothing (0 by construction): left out of the mean
+    out[ok] = values
     return out
 
 

@@ -34,7 +34,7 @@ from .runner import _key, _read_json, _write_json, output_path, prepare_case
 
 logger = logging.getLogger(__name__)
 
-SCORE_VERSION = 1
+SCORE_VERSION = 2  # bump whenever a metric definition changes (invalidates cached scores)
 SELF_METRICS = ("ssim", "lmd", "mae", "apd", "aed")
 CROSS_METRICS = ("aed", "apd", "mae")
 # What produced the landmark-based numbers (stated in every report).
