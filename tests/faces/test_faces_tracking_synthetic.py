@@ -136,3 +136,12 @@ def test_backend_path_and_frame_iterables():
     )
     assert track.num_frames == 12 and track.fps == 12
     np.testing.assert_allclose((track.boxes[:, 0] + track.boxes[:, 2]) / 2, np.arange(12) * 2 + 50, atol=1e-4)
+
+
+def test_very_short_clips_and_single_frames():
+    (one,) = track_faces(np.zeros((1, 8, 8, 3), np.uint8), detections=[[face(50, 50)]], fps=25)
+    assert one.num_frames == 1 and not one.filled.any()
+    two = track_faces(
+        np.zeros((2, 8, 8, 3), np.uint8), num_faces=2, detections=[[face(50, 50), face(200, 50)]] * 2
+    )
+    assert [round(t.center_x) for t in two] == [50, 200]

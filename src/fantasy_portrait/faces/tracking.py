@@ -332,7 +332,11 @@ def track_faces(
     if found == 0:
         raise FaceError(f"{name}: no face found in any of its {n} frames")
     raw = _associate(detections, max_age=max(max_gap, int(round(rate))))
-    raw = _merge_fragments(raw)
+    # Tracks seen in only a handful of frames are false detections or passers-by; dropping them
+    # before merging keeps the merge step small on long clips.
+    min_len = min(max(3, int(0.01 * n)), max(1, n // 2))
+    kept = [tr for tr in raw if len(tr.frames) >= min_len]
+    raw = _merge_fragments(kept) if kept else sorted(raw, key=lambda tr: -len(tr.frames))[:1]
     raw.sort(key=lambda tr: (-len(tr.frames), -float(np.mean([o.score for o in tr.obs]))))
     if num_faces is not None:
         if num_faces < 1:
