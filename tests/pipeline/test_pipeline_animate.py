@@ -89,8 +89,8 @@ def test_two_faces_from_two_videos_and_explicit_mapping(tiny_weights, assets, tm
 
 @pytest.mark.slow
 def test_long_driver_through_sliding_windows(tiny_weights, assets, tmp_path, capsys, video_facts):
-    # lp_d3.mp4: 354 frames at 30 fps (11.8 s, audio). Resampled to 6 fps -> 70 frames -> 69 used
-    # (the whole clip), 18 latent frames, windows of 6 latent frames overlapping by 2: 5 windows.
+    # lp_d3.mp4: 354 frames at 30 fps (11.8 s, audio). Resampled to 10 fps -> 118 frames -> 117 used
+    # (the whole clip), 30 latent frames, windows of 6 latent frames overlapping by 2: 9 windows.
     out = tmp_path / "long.mp4"
     s = _animate(
         capsys,
@@ -108,9 +108,9 @@ def test_long_driver_through_sliding_windows(tiny_weights, assets, tmp_path, cap
         str(out),
     )
     facts = video_facts(out)
-    assert s["num_frames"] == 69 and facts["frames"] == 69
-    assert facts["fps"] == pytest.approx(6.0) and facts["audio"]
-    assert s["windows"] == 5
+    assert s["num_frames"] == 117 and facts["frames"] == 117
+    assert facts["fps"] == pytest.approx(10.0) and facts["audio"]
+    assert s["windows"] == 9
     assert s["transformer_calls"] == 2 * s["windows"]
 
 
