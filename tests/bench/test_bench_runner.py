@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fantasy_portrait import cli
@@ -247,3 +248,57 @@ def test_cli_run_score_report(tmp_path):
     assert fid and all(r["value"] is None for r in fid)  # no extractor weights: not computed, not faked
     ssim = {r["method"]: r["value"] for r in rows if r["metric"] == "ssim"}
     assert ssim["copy"] == pytest.approx(1.0) and 0 < ssim["repeat-portrait"] < 1
+
+
+class _ColourStats:
+    """Stand-in extractor with the extractors' interface: per-frame colour statistics as features."""
+
+    def __init__(self, path: Path, kind: str):
+        self.name, self.path, self.kind, self.calls = f"colour-stats-{kind}", path, kind, 0
+
+    def __call__(self, data):
+        self.calls += 1
+        if self.kind == "fid":
+            x = np.asarray(data, np.float64)
+            return np.concatenate([x.mean(axis=(1, 2)), x.std(axis=(1, 2))], axis=1)
+        return np.stack([np.asarray(c, np.float64).mean(axis=(0, 1, 2)) for c in data])
+
+
+def test_fid_and_fvd_through_the_scorer(run_dir):
+    manifest = _manifest()
+    weights = run_dir / "fake_weights.bin"
+    weights.write_bytes(b"w")
+    pairs = {}
+    for name in ("copy-driver", "repeat-portrait"):
+        prepared = runner.prepare_case(manifest, manifest.case("self-d0"), run_dir)
+        out = runner.output_path(run_dir, name, "self-d0")
+        pairs[name] = [(out, prepared.ground_truth, prepared.fps, prepared.num_frames)] * 2
+    fid, fvd = _ColourStats(weights, "fid"), _ColourStats(weights, "fvd")
+    same = scoring.distribution_metrics(pairs["copy-driver"], fid, fvd, run_dir / "cache")
+    still = scoring.distribution_metrics(pairs["repeat-portrait"], fid, fvd, run_dir / "cache")
+    assert same["fid"] == pytest.approx(0.0, abs=1e-9) and same["fid_samples"] == 12
+    assert still["fid"] > 1e-3
+    # 6 frames make no 16-frame clip: FVD says so instead of inventing a number.
+    assert same["fvd"] is None and any("FVD not computed" in n for n in same["notes"])
+    calls = fid.calls
+    scoring.distribution_metrics(pairs["repeat-portrait"], fid, fvd, run_dir / "cache")
+    assert fid.calls == calls  # features cached per file content
+
+
+def test_fvd_on_clips_through_the_scorer(tmp_path):
+    manifest = manifest_from_dict({"name": "clips", "frames": 32, "max_side": 96, "cases": CASES[:1]}, ASSETS)
+    prepared = runner.prepare_case(manifest, manifest.cases[0], tmp_path)
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"w")
+    result = {}
+    for spec in ("copy-driver", "repeat-portrait"):
+        method = methods.make_method(spec)
+        runner.run_method(manifest, method, tmp_path)
+        pair = (runner.output_path(tmp_path, spec, prepared.case.id), prepared.ground_truth, prepared.fps, 32)
+        result[spec] = scoring.distribution_metrics(
+            [pair] * 3, None, _ColourStats(weights, "fvd"), tmp_path / "cache"
+        )
+    assert result["copy-driver"]["fvd_samples"] == 6  # 2 clips of 16 frames per video, 3 pairs
+    assert result["copy-driver"]["fvd"] == pytest.approx(0.0, abs=1e-9)
+    assert result["repeat-portrait"]["fvd"] > 1e-3
+    assert result["copy-driver"]["fid"] is None and "FID not computed" in result["copy-driver"]["notes"][0]

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import InputError
 from . import metrics
+from .extractors import FVD_CLIP_FRAMES
 from .frechet import frechet_distance_of_features
 from .landmarks import FaceTracks, cached_tracks, default_backend, file_digest
 from .manifest import BenchManifest
@@ -178,8 +179,15 @@ def distribution_metrics(
             gen = read_video(output, fps=fps, max_frames=len(ref)).frames
             gen = _resize_frames(gen, ref.shape[1:3])
             n = min(len(gen), len(ref))
+            if kind == "fvd" and n < FVD_CLIP_FRAMES:
+                continue  # no complete clip in this video
             gen_feats.append(_cached_features(extractor, kind, output, gen[:n], cache_dir))
             ref_feats.append(_cached_features(extractor, kind, gt, ref[:n], cache_dir))
+        if not gen_feats:
+            out["notes"].append(
+                f"{kind.upper()} not computed: no video has {FVD_CLIP_FRAMES} frames for a clip"
+            )
+            continue
         g, r = np.concatenate(gen_feats), np.concatenate(ref_feats)
         out[f"{kind}_samples"] = int(len(g))
         if len(g) < 2 or len(r) < 2:
