@@ -33,7 +33,8 @@ def register(subparsers) -> None:
         "-m",
         action="append",
         required=True,
-        help="repeat-portrait | copy-driver | ours[:OPTIONS.json] | command:TEMPLATE, optionally NAME=SPEC",
+        help="repeat-portrait | copy-driver | ours | ours:OPTIONS.json | ours:tiny | command:TEMPLATE "
+        "(placeholders {source} {driver} {drivers} {output} {fps} ...), optionally NAME=SPEC; see docs/bench.md",
     )
     run.add_argument("--force", action="store_true", help="regenerate outputs even when cached")
     run.add_argument("--score", action="store_true", help="score the methods afterwards and write the report")
@@ -54,7 +55,9 @@ def register(subparsers) -> None:
     report.add_argument("--report-dir", help="where to write (default RUN/report)")
     report.set_defaults(func=_report)
 
-    example = sub.add_parser("example-manifest", help="write the built-in example manifest as JSON")
+    example = sub.add_parser(
+        "example-manifest", help="write the built-in example manifest as JSON (a template)"
+    )
     example.add_argument("output", help="manifest file to write (.json)")
     example.add_argument("--assets", help="assets folder (default ../shared/assets)")
     example.add_argument("--frames", type=int, default=16)
