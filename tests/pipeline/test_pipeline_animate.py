@@ -166,3 +166,20 @@ def test_prompt_and_text_guidance_add_a_third_branch(tiny_weights, assets, tmp_p
     )
     assert s["transformer_calls"] == 3 * 2  # cond, uncond motion, negative prompt; 2 steps
     assert s["num_frames"] == 5
+
+
+def test_fps_zero_keeps_the_drivers_own_rate(tiny_pipe, assets, tmp_path, video_facts):
+    out = tmp_path / "native.mp4"
+    res = tiny_pipe(
+        assets / "fp_man.jpeg",
+        assets / "fp_jgz.mp4",
+        output=out,
+        fps=0,
+        max_frames=5,
+        max_size=64,
+        num_steps=1,
+        progress=False,
+    )
+    facts = video_facts(out)
+    assert res.fps == pytest.approx(15.0) and facts["fps"] == pytest.approx(15.0)  # fp_jgz.mp4 is 15 fps
+    assert facts["frames"] == 5 and facts["audio"]

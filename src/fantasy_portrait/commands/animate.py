@@ -39,7 +39,13 @@ def register(subparsers) -> None:
     p.add_argument(
         "--max-size", type=int, default=720, help="longer side of the output in pixels (default 720)"
     )
-    p.add_argument("--fps", type=float, default=25.0, help="working and output frame rate (default 25)")
+    p.add_argument(
+        "--fps",
+        type=float,
+        default=25.0,
+        help="working and output frame rate; drivers are resampled to it, audio stays in sync "
+        "(default 25, as the reference; 0 = the first driving video's own rate)",
+    )
     p.add_argument("--steps", type=int, default=30, help="denoising steps (default 30)")
     p.add_argument("--motion-guidance", type=float, default=4.0, help="motion guidance scale (default 4.0)")
     p.add_argument(
@@ -106,8 +112,8 @@ def run(args) -> int:
         raise InputError(f"--window-frames must be 0 or 4k+1 >= 9, got {args.window_frames}")
     if args.max_frames is not None and args.max_frames < 1:
         raise InputError(f"--max-frames must be >= 1, got {args.max_frames}")
-    if args.max_size < 16 or args.fps <= 0:
-        raise InputError("--max-size must be >= 16 and --fps > 0")
+    if args.max_size < 16 or args.fps < 0:
+        raise InputError("--max-size must be >= 16 and --fps >= 0")
     boxes = parse_face_boxes(args.face_boxes) if args.face_boxes else None
     if args.dry_run:
         return dry_run(args)
@@ -196,7 +202,10 @@ def dry_run(args) -> int:
     except OSError:
         width = height = 16 * -(-args.max_size // 16)
     available = min(
-        probe_video(v).num_frames * args.fps / max(probe_video(v).fps, 1e-6) for v in args.driving
+        probe_video(v).num_frames
+        * (args.fps or probe_video(args.driving[0]).fps)
+        / max(probe_video(v).fps, 1e-6)
+        for v in args.driving
     )
     frames = frame_count_4k1(max(1, int(available)), args.max_frames)
     bytes_ = {"bf16": 2, "fp16": 2, "fp32": 4}[args.dtype or ("bf16" if device.type != "cpu" else "fp32")]

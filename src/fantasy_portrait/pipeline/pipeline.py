@@ -167,7 +167,7 @@ class FantasyPortraitPipeline:
             files.wan_dir, dtype=torch_dtype, device="cpu", motion_dim=token_dim or 2048
         )
         encoder = load_portrait_checkpoint(files.portrait, transformer, dtype=torch_dtype, device="cpu")
-        motion = MotionEncoder.from_pretrained(files.motion, device="cpu")
+        motion = MotionEncoder.from_pretrained(files.motion, device=device)  # 36 MB: always on the device
         vae = load_vae(files.vae, dtype=torch_dtype, device="cpu")
         clip = load_clip_image_encoder(files.clip, dtype=torch_dtype, device="cpu")
         return cls(
@@ -249,7 +249,7 @@ class FantasyPortraitPipeline:
         mapping: str | None = None,
         max_frames: int | None = None,
         max_size: int = 720,
-        fps: float = DEFAULT_FPS,
+        fps: float | None = DEFAULT_FPS,
         num_steps: int = 30,
         motion_guidance: float = 4.0,
         text_guidance: float = 1.0,
@@ -267,6 +267,8 @@ class FantasyPortraitPipeline:
         driving: one video (N faces) or a list of N single-face videos. mapping: 'D:P,...' driving face
         D drives portrait face P (faces numbered left to right from 0). max_frames: at most this many
         driving frames (after resampling to ``fps``); the count used is the largest 4k+1 not above it.
+        fps: working and output frame rate (every driver is resampled to it); None or 0: the first
+        driver's own rate.
         window_frames / overlap_frames: temporal windows for long clips (driving frames, 4k+1 and 4k).
         output: an .mp4 path (written atomically with the driving audio) or None to return the frames.
         """
@@ -284,6 +286,8 @@ class FantasyPortraitPipeline:
             if not videos:
                 raise InputError("no driving video given")
             infos = [probe_video(v) for v in videos]
+            if not fps:  # keep the first driver's own rate (the reference's single-face behaviour)
+                fps = infos[0].fps
             if output is not None:
                 output = Path(output)
                 _check_writable(output)
