@@ -230,3 +230,21 @@ def test_dry_run_matches_the_known_14b_size(assets, capsys):
     peaks = est["peak_by_mode_gib"]
     assert peaks["gpu"] > peaks["model-offload"] > peaks["sequential"]
     assert peaks["sequential"] < 24  # the 14B model in a 24 GB card, block by block
+
+
+def test_checkpoints_given_apart_from_the_folder(tmp_path, tiny_weights):
+    wan = tmp_path / "wan"
+    wan.mkdir()
+    for f in tiny_weights.iterdir():
+        if f.name not in ("fantasyportrait_model.safetensors", "pd_fpg.pth"):
+            (wan / f.name).symlink_to(f)
+    with pytest.raises(CheckpointError, match="fantasyportrait_model"):
+        layout.find_weight_files(wan)
+    files = layout.find_weight_files(
+        wan, portrait=tiny_weights / "fantasyportrait_model.safetensors", motion=tiny_weights / "pd_fpg.pth"
+    )
+    assert files.portrait.parent == tiny_weights and files.wan_dir == wan
+    with pytest.raises(CheckpointError, match="nope.safetensors"):
+        layout.find_weight_files(
+            wan, portrait=tmp_path / "nope.safetensors", motion=tiny_weights / "pd_fpg.pth"
+        )

@@ -106,11 +106,19 @@ def _dit_files(wan_dir: Path, missing: list[str]) -> list[Path]:
     return []
 
 
-def find_weight_files(weights: str | os.PathLike | None, *, need_text_encoder: bool = False) -> WeightFiles:
+def find_weight_files(
+    weights: str | os.PathLike | None,
+    *,
+    need_text_encoder: bool = False,
+    portrait: str | os.PathLike | None = None,
+    motion: str | os.PathLike | None = None,
+) -> WeightFiles:
     """Resolve every file of a run, or raise one CheckpointError that lists exactly what is missing where.
 
     need_text_encoder: a prompt or text guidance != 1 was asked for, so umT5 and its tokenizer are required.
     The empty-prompt cache is required only when umT5 is absent (otherwise it is computed on first use).
+    portrait / motion: explicit paths of the FantasyPortrait checkpoint and ``pd_fpg.pth`` (instead of
+    looking for them in the folder).
     """
     root = resolve_weights_dir(weights)
     wan_dir = _wan_dir(root)
@@ -130,8 +138,14 @@ def find_weight_files(weights: str | os.PathLike | None, *, need_text_encoder: b
     vae = need([wan_dir], (VAE_FILE,))
     clip = need([wan_dir], (CLIP_FILE,))
     portrait_dirs = [root] if root == wan_dir else [root, wan_dir]
-    portrait = need(portrait_dirs, PORTRAIT_FILES)
-    motion = need(portrait_dirs, (MOTION_FILE,))
+    if portrait is None:
+        portrait = need(portrait_dirs, PORTRAIT_FILES)
+    elif not Path(portrait).is_file():
+        missing.append(str(portrait))
+    if motion is None:
+        motion = need(portrait_dirs, (MOTION_FILE,))
+    elif not Path(motion).is_file():
+        missing.append(str(motion))
     t5 = wan_dir / T5_FILE if (wan_dir / T5_FILE).is_file() else None
     tok = wan_dir / T5_TOKENIZER if (wan_dir / T5_TOKENIZER).is_dir() else None
     cache = wan_dir / EMPTY_PROMPT_FILE if (wan_dir / EMPTY_PROMPT_FILE).is_file() else None
@@ -144,4 +158,4 @@ def find_weight_files(weights: str | os.PathLike | None, *, need_text_encoder: b
             missing.append(str(wan_dir / T5_TOKENIZER) + "/")
     if missing:
         raise CheckpointError(f"weight files missing: {', '.join(missing)}")
-    return WeightFiles(root, wan_dir, dit, vae, clip, portrait, motion, cache, t5, tok)
+    return WeightFiles(root, wan_dir, dit, vae, clip, Path(portrait), Path(motion), cache, t5, tok)

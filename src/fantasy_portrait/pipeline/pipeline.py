@@ -148,21 +148,14 @@ class FantasyPortraitPipeline:
         from ..motion import MotionEncoder
         from .encoders import load_clip_image_encoder, load_vae
 
-        files = layout.find_weight_files(wan_dir, need_text_encoder=need_text_encoder)
-        if portrait_checkpoint is not None:
-            files.portrait = Path(portrait_checkpoint)
-        if motion_checkpoint is not None:
-            files.motion = Path(motion_checkpoint)
-        for p in (files.portrait, files.motion):
-            if not p.is_file():
-                raise CheckpointError(f"weight files missing: {p}")
-        from safetensors import safe_open
+        files = layout.find_weight_files(
+            wan_dir,
+            need_text_encoder=need_text_encoder,
+            portrait=portrait_checkpoint,
+            motion=motion_checkpoint,
+        )
 
-        token_dim = None
-        if files.portrait.suffix == ".safetensors":
-            with safe_open(str(files.portrait), "pt") as f:
-                key = next((k for k in f.keys() if k.startswith("proj_model.norm.weight")), None)
-                token_dim = f.get_slice(key).get_shape()[0] if key else None
+        token_dim = _portrait_token_dim(files.portrait)
         transformer = load_wan_transformer(
             files.wan_dir, dtype=torch_dtype, device="cpu", motion_dim=token_dim or 2048
         )
@@ -425,6 +418,24 @@ class FantasyPortraitPipeline:
             windows=len(denoiser.windows),
             transformer_calls=denoiser.calls,
         )
+
+
+def _portrait_token_dim(path: Path) -> int | None:
+    """Motion-token width of a portrait checkpoint (2048 released), read from the projector's norm."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), "pt") as f:
+                return (
+                    f.get_slice("proj_model.norm.weight").get_shape()[0]
+                    if "proj_model.norm.weight" in f.keys()
+                    else None
+                )
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(state["proj_model"]["norm.weight"].shape[0])
+    except Exception:  # the loader reports unreadable files with a proper message
+        return None
 
 
 def _check_writable(output: Path) -> None:
