@@ -79,7 +79,12 @@ def register(subparsers) -> None:
         action="store_true",
         help="run the guidance branches one after the other instead of as one batch (less memory, slower)",
     )
-    p.add_argument("--face-backend", default="mediapipe", help="face detector backend (mediapipe or onnx)")
+    p.add_argument(
+        "--face-backend",
+        default="mediapipe",
+        help="face detector backend: mediapipe (default, offline) or onnx (the reference's face_det.onnx + "
+        "face_landmark.onnx from the weight folder)",
+    )
     p.add_argument("--max-image-pixels", type=int, default=40_000_000, help="refuse larger portraits")
     p.add_argument("--dry-run", action="store_true", help="print the memory estimate per mode and exit")
     p.add_argument(

@@ -176,6 +176,12 @@ class FantasyPortraitPipeline:
             face_backend=face_backend,
         )
 
+    def _face_backend(self, get_backend):
+        """The face backend; the reference's ONNX models are looked up in the weight folder (SPEC §2)."""
+        if self.face_backend == "onnx":
+            return get_backend("onnx", model_dir=self.files.root)
+        return get_backend(self.face_backend)
+
     # ------------------------------------------------------------------------------ text
 
     def encode_text(self, prompt: str) -> torch.Tensor:
@@ -293,7 +299,7 @@ class FantasyPortraitPipeline:
             plan = plan_driving(
                 portrait,
                 videos,
-                backend=get_backend(self.face_backend),
+                backend=self._face_backend(get_backend),
                 fps=fps,
                 max_frames=max_frames,
                 face_boxes=face_boxes,
