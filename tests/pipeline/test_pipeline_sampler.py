@@ -10,7 +10,13 @@ from safetensors.torch import load_file
 
 from fantasy_portrait.models.loading import load_portrait_checkpoint, load_wan_transformer
 from fantasy_portrait.models.motion_attention import MotionCondition
-from fantasy_portrait.pipeline.sampler import Conditions, GuidedDenoiser, blend_weights, latent_windows, sample
+from fantasy_portrait.pipeline.sampler import (
+    Conditions,
+    GuidedDenoiser,
+    blend_weights,
+    latent_windows,
+    sample,
+)
 
 GOLDEN = Path(__file__).parents[2] / ".." / "shared" / "golden"
 
@@ -34,7 +40,9 @@ def _conditions(case):
 
 @pytest.mark.parametrize("batch_branches", [True, False])
 def test_three_step_loop_matches_reference(tiny_model, case, batch_branches):
-    denoiser = GuidedDenoiser(tiny_model, _conditions(case), motion_guidance=4.0, batch_branches=batch_branches)
+    denoiser = GuidedDenoiser(
+        tiny_model, _conditions(case), motion_guidance=4.0, batch_branches=batch_branches
+    )
     seen = []
     out = sample(denoiser, case["noise"], 3, callback=lambda i, x: seen.append(x.clone()))
     for i in range(2):
@@ -44,7 +52,9 @@ def test_three_step_loop_matches_reference(tiny_model, case, batch_branches):
 
 
 def test_noise_from_seed_matches_reference(case):
-    noise = torch.randn((1, 16, 5, 8, 8), generator=torch.Generator("cpu").manual_seed(42), dtype=torch.float32)
+    noise = torch.randn(
+        (1, 16, 5, 8, 8), generator=torch.Generator("cpu").manual_seed(42), dtype=torch.float32
+    )
     assert torch.equal(noise, case["noise"])
 
 
@@ -64,7 +74,9 @@ def test_windowed_velocity_blends_every_frame(tiny_model, case):
     full = GuidedDenoiser(tiny_model, _conditions(case), window=None)
     sub = case["noise"][:, :, :3]
     cond = _conditions(case)
-    cond0 = Conditions(cond.y[:, :, :3], cond.image, cond.text, MotionCondition([case["adapter_proj"][:, :3]]))
+    cond0 = Conditions(
+        cond.y[:, :, :3], cond.image, cond.text, MotionCondition([case["adapter_proj"][:, :3]])
+    )
     v0 = GuidedDenoiser(tiny_model, cond0)(sub, torch.tensor([900.0]))
     torch.testing.assert_close(v[:, :, 0], v0[:, :, 0])
     assert not torch.allclose(v, full(case["noise"], torch.tensor([900.0])))
@@ -82,3 +94,19 @@ def test_windows_cover_all_frames_with_weights_summing_positive(num_latent, wind
     for k in range(1, len(windows)):
         assert windows[k][0] == 0 and weights[k][0] == 0  # anchor is never blended from later windows
         assert len(set(windows[k - 1][1:]) & set(windows[k][1:])) >= 1
+
+
+def test_windows_slice_the_clip_cache_or_recompute_alike(tiny_model, case):
+    t = torch.tensor([900.0])
+    velocities = {}
+    for cache in (True, False):
+        cond = _conditions(case)
+        cond.motion.cache_kv = cache
+        den = GuidedDenoiser(tiny_model, cond, window=3, overlap=1)
+        with torch.no_grad():
+            velocities[cache] = den(case["noise"], t)
+        if cache:  # keys/values computed once for all 5 latent frames, shared by the 3 windows
+            assert len(cond.motion._kv) == 2 and all(k.shape[1] == 5 for k, _ in cond.motion._kv.values())
+        else:
+            assert not cond.motion._kv
+    torch.testing.assert_close(velocities[True], velocities[False])

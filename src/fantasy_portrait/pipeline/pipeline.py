@@ -22,11 +22,12 @@ from ..errors import CheckpointError, InputError
 from . import layout
 from .drivers import face_motions, plan_driving
 from .memory import Placement, estimate_for_transformer, pick_mode
-from .sampler import Conditions, GuidedDenoiser, sample
+from .sampler import Conditions, GuidedDenoiser, motion_cache_bytes, sample
 
 logger = logging.getLogger(__name__)
 
-MAX_IMAGE_PIXELS = 40_000_000  # refuse larger portraits (a clear limit instead of running out of memory)
+MAX_IMAGE_PIXELS = 40_000_000
+MOTION_CACHE_BYTES = 2 * 1024**3  # refuse larger portraits (a clear limit instead of running out of memory)
 DEFAULT_FPS = 25.0
 
 
@@ -355,7 +356,16 @@ class FantasyPortraitPipeline:
                     ]
                 )
                 labels = token_label_map(regions, (height, width))
-            motion = MotionCondition(windows, labels)
+            # Cache the per-block motion keys/values across steps and branches unless that takes more
+            # than MOTION_CACHE_BYTES (14B: about 80 MB per latent frame and face); recomputing costs
+            # a few percent of the transformer time.
+            cache_bytes = motion_cache_bytes(self.transformer, latent_frames, n)
+            motion = MotionCondition(windows, labels, cache_kv=cache_bytes <= MOTION_CACHE_BYTES)
+            logger.info(
+                "motion keys/values: %s (%.2f GiB for the clip)",
+                "cached" if motion.cache_kv else "recomputed per call",
+                cache_bytes / 2**30,
+            )
 
         # 3. image conditioning: CLIP features, first-frame mask + VAE latents of [image, black...] ---------
         with timer.stage("encode"):

@@ -42,6 +42,35 @@ class Conditions:
     negative: torch.Tensor | None = None
 
 
+class WindowMotion(MotionCondition):
+    """The motion condition of some latent frames of a clip's condition.
+
+    Keys/values of a latent frame do not depend on the window, so when the clip's condition caches
+    them they are computed once for the whole clip and sliced; otherwise every call recomputes the
+    window's own (bounded memory).
+    """
+
+    def __init__(self, parent: MotionCondition, index: list[int]):
+        super().__init__([w[:, index] for w in parent.windows], parent.labels, cache_kv=False)
+        self.parent = parent
+        self.index = torch.tensor(index)
+
+    def keys_values(self, block_index: int, attn) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.parent.cache_kv:
+            return super().keys_values(block_index, attn)
+        k, v = self.parent.keys_values(block_index, attn)
+        index = self.index.to(k.device)
+        return k[:, index], v[:, index]
+
+
+def motion_cache_bytes(transformer, num_latent: int, num_faces: int, window_size: int = 97) -> int:
+    """Memory of caching every block's motion keys and values for a whole clip."""
+    cfg = transformer.config
+    inner = cfg.num_attention_heads * cfg.attention_head_dim
+    dtype_bytes = next(transformer.parameters()).element_size()
+    return 2 * cfg.num_layers * num_latent * num_faces * window_size * inner * dtype_bytes
+
+
 def latent_windows(num_latent: int, window: int | None, overlap: int) -> list[list[int]]:
     """Latent-frame indices of each window. Windows after the first start with the anchor frame 0.
 
@@ -108,11 +137,8 @@ class GuidedDenoiser:
         motion = conditions.motion
         if len(self.windows) == 1:
             self.motions = [motion]
-        else:  # one condition per window so each keeps its cached motion keys/values across steps
-            self.motions = [
-                MotionCondition([w[:, idx] for w in motion.windows], motion.labels, cache_kv=motion.cache_kv)
-                for idx in self.windows
-            ]
+        else:  # one view per window; cached keys/values (if any) are computed once for the whole clip
+            self.motions = [WindowMotion(motion, idx) for idx in self.windows]
         self.calls = 0
 
     def _branches(self, x, t, motion, image, text, negative):
