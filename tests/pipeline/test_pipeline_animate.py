@@ -183,3 +183,25 @@ def test_fps_zero_keeps_the_drivers_own_rate(tiny_pipe, assets, tmp_path, video_
     facts = video_facts(out)
     assert res.fps == pytest.approx(15.0) and facts["fps"] == pytest.approx(15.0)  # fp_jgz.mp4 is 15 fps
     assert facts["frames"] == 5 and facts["audio"]
+
+
+def test_three_faces_given_by_hand_and_three_drivers(tiny_weights, assets, tmp_path, capsys, video_facts):
+    # Boxes by hand (given right to left: they are sorted), one single-face driver each.
+    boxes = "800,140,950,320;280,100,430,250;560,300,680,420"
+    videos = [str(assets / v) for v in ("lp_d0.mp4", "fp_jgz.mp4", "lp_d12.mp4")]
+    s = _animate(
+        capsys,
+        str(assets / "fp_two_person.png"),
+        *videos,
+        "--weights",
+        str(tiny_weights),
+        "--face-boxes",
+        boxes,
+        "--max-frames",
+        "5",
+        "-o",
+        str(tmp_path / "three.mp4"),
+    )
+    assert [f["box"][0] for f in s["faces"]] == [280.0, 560.0, 800.0]
+    assert [f["driver"].split("#")[0] for f in s["faces"]] == ["lp_d0.mp4", "fp_jgz.mp4", "lp_d12.mp4"]
+    assert video_facts(tmp_path / "three.mp4")["frames"] == 5
