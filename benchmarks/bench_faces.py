@@ -145,7 +145,7 @@ def main() -> None:
     from fantasy_portrait.motion import MotionEncoder
 
     print(f"torch threads: {torch.get_num_threads()}, load average: {os.getloadavg()}")
-    encoder = MotionEncoder.from_pretrained(WEIGHTS, batch_size=8)
+    encoder = MotionEncoder.from_pretrained(WEIGHTS)
     rows = [bench_clip(name, k, args.frames, encoder) for name, k, _ in CLIPS]
     print("| clip | frames | decode | detector | detector+mesh (ceiling fps) | track+smooth | align | PD-FGC encode | "
           "whole stage fps | reference approach fps | frames with all faces |")  # fmt: skip

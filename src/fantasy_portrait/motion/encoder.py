@@ -129,7 +129,8 @@ class MotionEncoder:
     """PD-FGC motion encoder ready to run: ``encode(crops) -> MotionFeatures``.
 
     Build with :meth:`from_pretrained` (weights file) or wrap a FanEncoder. device/dtype come from
-    the caller (``"cpu"`` default). batch_size: crops per forward pass.
+    the caller (``"cpu"`` default). batch_size: crops per forward pass (default 4 on a CPU, where
+    larger batches are not faster and cost about 28 MB of activations per crop; 32 elsewhere).
     """
 
     def __init__(
@@ -137,8 +138,10 @@ class MotionEncoder:
         network: FanEncoder | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
-        batch_size: int = 16,
+        batch_size: int | None = None,
     ):
+        if batch_size is None:
+            batch_size = 4 if torch.device(device).type == "cpu" else 32
         self.network = (network or FanEncoder()).eval().to(device=device, dtype=dtype)
         self.device = torch.device(device)
         self.dtype = dtype
@@ -150,7 +153,7 @@ class MotionEncoder:
         path: str | os.PathLike,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
-        batch_size: int = 16,
+        batch_size: int | None = None,
     ) -> MotionEncoder:
         """Load ``pd_fpg.pth`` (plain state dict), a folder holding it, or the ``pd_fpg.`` section of a
         single-file checkpoint (.pth/.ckpt/.safetensors). Key matching is strict; CheckpointError otherwise."""
