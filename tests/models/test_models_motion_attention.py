@@ -247,3 +247,18 @@ def test_condition_validation():
         MotionCondition([torch.zeros(1, 3, 97, 32), torch.zeros(1, 4, 97, 32)], _labels(2))
     with pytest.raises(ValueError, match="4k\\+1"):
         ma.motion_windows(torch.zeros(1, 24 * 6, 8), 6)
+
+
+def test_blocks_are_called_as_modules_so_hooks_fire():
+    transformer, _ = _random_model()
+    seen = []
+    handles = [
+        b.register_forward_hook(lambda m, a, kw, out: seen.append(kw), with_kwargs=True)
+        for b in transformer.blocks
+    ]
+    with torch.no_grad():
+        transformer(*_inputs(), motion=MotionCondition(_windows(2), _labels(2)))
+        transformer(*_inputs())
+    for handle in handles:
+        handle.remove()
+    assert len(seen) == 2 * len(transformer.blocks)

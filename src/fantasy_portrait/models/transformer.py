@@ -16,6 +16,7 @@ import torch
 from diffusers import WanTransformer3DModel
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.transformers.transformer_wan import (
+    WanTransformerBlock,
     _get_added_kv_projections,
     _get_qkv_projections,
 )
@@ -153,6 +154,10 @@ class FantasyPortraitTransformer(WanTransformer3DModel):
             rope_max_seq_len=rope_max_seq_len,
             pos_embed_seq_len=pos_embed_seq_len,
         )
+        for block in self.blocks:
+            # Same parameters, a forward that also takes the motion input; calling the block itself
+            # keeps module hooks (offloading, caching) working.
+            block.__class__ = MotionWanBlock
         if motion_dim is not None:
             inner = num_attention_heads * attention_head_dim
             for index, block in enumerate(self.blocks):
@@ -206,11 +211,9 @@ class FantasyPortraitTransformer(WanTransformer3DModel):
         step = self._motion_step(motion, motion_scale, batch, x.device)
         for block in self.blocks:
             if torch.is_grad_enabled() and self.gradient_checkpointing:
-                x = self._gradient_checkpointing_func(
-                    _block_forward, block, x, context, timestep_proj, rotary_emb, step
-                )
+                x = self._gradient_checkpointing_func(block, x, context, timestep_proj, rotary_emb, step)
             else:
-                x = _block_forward(block, x, context, timestep_proj, rotary_emb, step)
+                x = block(x, context, timestep_proj, rotary_emb, step)
 
         shift, scale = (self.scale_shift_table.to(temb.device) + temb.unsqueeze(1)).chunk(2, dim=1)
         x = (self.norm_out(x.float()) * (1 + scale.to(x.device)) + shift.to(x.device)).type_as(x)
@@ -236,21 +239,29 @@ class FantasyPortraitTransformer(WanTransformer3DModel):
         return MotionStep(motion, scale.to(device), active)
 
 
-def _block_forward(block, x, context, timestep_proj, rotary_emb, motion: MotionStep | None):
-    """One Wan block (diffusers' WanTransformerBlock math) passing the motion input to attn2."""
-    shift_msa, scale_msa, gate_msa, c_shift, c_scale, c_gate = (
-        block.scale_shift_table + timestep_proj.float()
-    ).chunk(6, dim=1)
-    norm = (block.norm1(x.float()) * (1 + scale_msa) + shift_msa).type_as(x)
-    x = (x.float() + block.attn1(norm, None, None, rotary_emb) * gate_msa).type_as(x)
-    norm = block.norm2(x.float()).type_as(x)
-    if motion is None:
-        x = x + block.attn2(norm, context, None, None)
-    else:
-        x = x + block.attn2(norm, context, None, None, motion=motion)
-    norm = (block.norm3(x.float()) * (1 + c_scale) + c_shift).type_as(x)
-    x = (x.float() + block.ffn(norm).float() * c_gate).type_as(x)
-    return x
+class MotionWanBlock(WanTransformerBlock):
+    """diffusers' Wan block with the motion input passed on to its cross-attention.
+
+    The constructor is diffusers'; :class:`FantasyPortraitTransformer` sets this class on the blocks
+    it builds, so parameters and key names are exactly the base model's.
+    """
+
+    def forward(
+        self, hidden_states, encoder_hidden_states, temb, rotary_emb, motion: MotionStep | None = None
+    ):
+        x = hidden_states
+        shift_msa, scale_msa, gate_msa, c_shift, c_scale, c_gate = (
+            self.scale_shift_table + temb.float()
+        ).chunk(6, dim=1)
+        norm = (self.norm1(x.float()) * (1 + scale_msa) + shift_msa).type_as(x)
+        x = (x.float() + self.attn1(norm, None, None, rotary_emb) * gate_msa).type_as(x)
+        norm = self.norm2(x.float()).type_as(x)
+        if motion is None:
+            x = x + self.attn2(norm, encoder_hidden_states, None, None)
+        else:
+            x = x + self.attn2(norm, encoder_hidden_states, None, None, motion=motion)
+        norm = (self.norm3(x.float()) * (1 + c_scale) + c_shift).type_as(x)
+        return (x.float() + self.ffn(norm).float() * c_gate).type_as(x)
 
 
 def count_parameters(module: nn.Module) -> int:
