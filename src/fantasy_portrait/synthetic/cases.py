@@ -47,12 +47,25 @@ def ramped_performance(num_frames: int, rng: np.random.Generator, fps: float = F
     return ((1 - w) * neutral_motion()[None] + w * perf).astype(np.float32)
 
 
-def _scene(identities, rng: np.random.Generator, cell: int) -> Scene:
+HEAD_SIZE = 0.34  # head half-height as a fraction of the portrait height (scenes.layout uses 0.27)
+
+
+def _scene(identities, rng: np.random.Generator, cell: int, head_size: float | None = None) -> Scene:
+    """Characters side by side in ``cell``-wide columns. head_size: larger heads than ``scenes.layout``
+    (more latent cells per face); boxes still stay inside their columns."""
     n = len(identities)
-    chars = tuple(
-        Character(idt, (cx, cy), size)
-        for idt, (cx, cy, size) in zip(identities, layout(n, cell, cell * n, rng))
-    )
+    if head_size is None:
+        places = layout(n, cell, cell * n, rng)
+    else:
+        places = [
+            (
+                (i + 0.5 + rng.uniform(-0.03, 0.03)) / n,
+                0.48 + rng.uniform(-0.02, 0.02),
+                head_size * rng.uniform(0.92, 1.0),
+            )
+            for i in range(n)
+        ]
+    chars = tuple(Character(idt, (cx, cy), size) for idt, (cx, cy, size) in zip(identities, places))
     return Scene(chars, cell, cell * n, identities[0].background_top, identities[0].background_bottom)
 
 
@@ -67,7 +80,7 @@ def make_case(
     rng = np.random.default_rng([seed, 7151])
     targets = [random_identity(rng) for _ in range(num_characters)]
     drivers = [random_identity(rng) for _ in range(num_characters)]
-    scene = _scene(targets, rng, cell)
+    scene = _scene(targets, rng, cell, HEAD_SIZE)
     driver_scenes = [_scene([d], rng, driver_cell) for d in drivers]
     motion = np.stack([ramped_performance(num_frames, rng) for _ in range(num_characters)], axis=1)
     truth = render_clip(scene, motion)

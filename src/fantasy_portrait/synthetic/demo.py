@@ -65,7 +65,9 @@ def motion_readouts(network, frames: np.ndarray, five_points: np.ndarray) -> np.
     """(F, 13) normalised parameter estimates (motion_encoder.TARGET_NAMES order) of one face."""
     from .motion_encoder import aligned_crops, predict_motion
 
-    return predict_motion(network, aligned_crops(frames, five_points.astype(np.float64), network.config.crop_size))
+    return predict_motion(
+        network, aligned_crops(frames, five_points.astype(np.float64), network.config.crop_size)
+    )
 
 
 def face_metrics(network, frames: np.ndarray, truth, face: int, motion: np.ndarray) -> dict:
@@ -106,7 +108,9 @@ def metrics_table(metrics: dict) -> str:
     ]
     for row, values in metrics.items():
         m = values["mean"]
-        lines.append(f"| {row} | " + " | ".join(f"{m[c]:.3f}" if c != "psnr" else f"{m[c]:.2f}" for c in cols) + " |")
+        lines.append(
+            f"| {row} | " + " | ".join(f"{m[c]:.3f}" if c != "psnr" else f"{m[c]:.2f}" for c in cols) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -126,7 +130,9 @@ def paste_driver(case) -> np.ndarray:
         pc = np.array([(p0[0] + p0[2]) / 2, (p0[1] + p0[3]) / 2])
         m = np.array([[s, 0, pc[0] - s * dc[0]], [0, s, pc[1] - s * dc[1]]], np.float64)
         for t in range(len(out)):
-            warped = cv2.warpAffine(drv.frames[t], m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            warped = cv2.warpAffine(
+                drv.frames[t], m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
             b = drv.boxes[t, 0]
             bw, bh = b[2] - b[0], b[3] - b[1]
             corners = np.array([[b[0] - 0.2 * bw, b[1] - 0.2 * bh], [b[2] + 0.2 * bw, b[3] + 0.2 * bh]])
@@ -148,20 +154,32 @@ def through_latent(latent, frames: np.ndarray) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------------------------- video
-def side_by_side(drivers: list[np.ndarray], result: np.ndarray, truth: np.ndarray, scale: int = 3) -> np.ndarray:
+def side_by_side(
+    drivers: list[np.ndarray], result: np.ndarray, truth: np.ndarray, scale: int = 3
+) -> np.ndarray:
     """(F, H', W', 3): drivers (side by side) | result | ground truth, upscaled, with a caption row."""
     import cv2
 
+    size = result.shape[1]  # drivers shown at the result's height
+    drivers = [
+        np.stack([cv2.resize(x, (size, size), interpolation=cv2.INTER_AREA) for x in d]) for d in drivers
+    ]
     drv = np.concatenate(drivers, axis=2)
     gap = np.full((*result.shape[:2], 4, 3), 255, np.uint8)
     frames = np.concatenate([drv, gap, result, gap, truth], axis=2)
     f, h, w = frames.shape[:3]
     big = np.stack([cv2.resize(x, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST) for x in frames])
     header = np.full((f, 20, w * scale, 3), 255, np.uint8)
-    labels = [("drivers", 0), ("result", drv.shape[2] + 4), ("ground truth", drv.shape[2] + result.shape[2] + 8)]
+    labels = [
+        ("drivers", 0),
+        ("result", drv.shape[2] + 4),
+        ("ground truth", drv.shape[2] + result.shape[2] + 8),
+    ]
     for x in header:
         for text, x0 in labels:
-            cv2.putText(x, text, (x0 * scale + 4, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+            cv2.putText(
+                x, text, (x0 * scale + 4, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA
+            )
     out = np.concatenate([header, big], axis=1)
     return out[:, : out.shape[1] // 2 * 2, : out.shape[2] // 2 * 2]
 
@@ -252,7 +270,11 @@ def run_demo(
     files["result"] = out / "result.mp4"
     write_video(files["result"], frames, fps=FPS)
     files["side_by_side"] = out / "side_by_side.mp4"
-    write_video(files["side_by_side"], side_by_side([d.frames[:n] for d in case.drivers], frames, truth_frames), fps=FPS)
+    write_video(
+        files["side_by_side"],
+        side_by_side([d.frames[:n] for d in case.drivers], frames, truth_frames),
+        fps=FPS,
+    )
     seconds["write"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
