@@ -129,8 +129,11 @@ def train(config_path: Path, out: Path, overrides: list[str]):
         return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
     trainer_mod.mark_trainable = train_everything
-    transformer, encoder = build_models(seed=cfg.model.init_seed)
-    result = trainer_mod.Trainer(cfg, transformer=transformer, encoder=encoder).train()
+    try:
+        transformer, encoder = build_models(seed=cfg.model.init_seed)
+        result = trainer_mod.Trainer(cfg, transformer=transformer, encoder=encoder).train()
+    finally:
+        trainer_mod.mark_trainable = original
     return cfg, result
 
 
@@ -215,7 +218,7 @@ def main(argv=None) -> int:
         "--record", action="store_true", help="run the demo with the installed weights, record metrics"
     )
     p.add_argument("--record-steps", type=int, default=20)
-    p.add_argument("--record-guidance", type=float, default=2.0)
+    p.add_argument("--record-guidance", type=float, default=4.0)
     p.add_argument("overrides", nargs="*", help="config overrides section.key=value")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 DEMO_SEED_BASE = 0  # demo case seeds are DEMO_SEED_BASE + seed; training uses 100000 + i
 DEFAULT_STEPS = 20
-DEFAULT_GUIDANCE = 2.0
+DEFAULT_GUIDANCE = 4.0
 GROUPS = {
     "head": ("yaw", "pitch"),
     "eye": ("blink_left", "blink_right", "gaze_x", "gaze_y"),
