@@ -120,6 +120,10 @@ def test_demo_runs_end_to_end_with_random_weights(tmp_path, latent):
     # The metric itself is sane: the ground truth scores better than repeating the portrait.
     assert m["ground truth"]["mean"]["all"] < m["repeat portrait"]["mean"]["all"]
     assert m["ground truth"]["mean"]["psnr"] > 100
+    # The ground truth follows each face's own driver better than the other one.
+    for face in summary["follow"]["ground truth"]:
+        assert face["own"] < face["swapped"]
+    assert len(summary["follow"]["model"]) == 2
     assert "| model |" in result.files["table"].read_text()
 
 

@@ -98,6 +98,12 @@ def _run(args) -> int:
         d = m["model"]["mean"]["all"] - m[base]["mean"]["all"]
         verdict.append(f"{'better' if d < 0 else 'NOT better'} than '{base}' on motion ({d:+.3f})")
     print("model: " + "; ".join(verdict))
+    own = [f["own"] for f in result.follow["model"]]
+    swapped = [f["swapped"] for f in result.follow["model"]]
+    print(
+        "does each face follow its own driver? read-out MAE against its own driver "
+        f"{sum(own) / len(own):.3f} vs against the other driver {sum(swapped) / len(swapped):.3f}"
+    )
     print()
     for name in ("result", "side_by_side", "ground_truth", "metrics", "table"):
         print(f"{name:>13}: {result.files[name]}")

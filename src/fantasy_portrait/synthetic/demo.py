@@ -52,6 +52,7 @@ class DemoResult:
     output_dir: Path
     files: dict[str, Path]
     metrics: dict  # row -> {"faces": [per-face dict], "mean": dict}
+    follow: dict = field(default_factory=dict)  # row -> per face {"own", "swapped"} (follow_scores)
     seconds: dict[str, float] = field(default_factory=dict)
     faces_source: str = ""
     weights: str = ""
@@ -97,6 +98,22 @@ def clip_metrics(network, frames: np.ndarray, truth, motion: np.ndarray) -> dict
     faces = [face_metrics(network, frames, truth, i, motion) for i in range(motion.shape[1])]
     mean = {k: float(np.mean([f[k] for f in faces])) for k in faces[0]}
     return {"faces": faces, "mean": mean}
+
+
+def follow_scores(network, frames: np.ndarray, truth, motion: np.ndarray) -> list[dict]:
+    """Per face: read-out MAE against its own driver's motion and against the other driver's (faces
+    swapped). A result that follows its drivers has own < swapped; equal values mean the motion is
+    ignored; own > swapped would mean the faces follow the wrong driver (leakage)."""
+    from .motion_encoder import targets_of
+
+    n = motion.shape[1]
+    out = []
+    for i in range(n):
+        est = motion_readouts(network, frames[1:], truth.five_points[1:, i])
+        own = float(np.abs(est - targets_of(motion[1:, i])).mean())
+        others = [float(np.abs(est - targets_of(motion[1:, j])).mean()) for j in range(n) if j != i]
+        out.append({"own": own, "swapped": float(np.mean(others)) if others else float("nan")})
+    return out
 
 
 def metrics_table(metrics: dict) -> str:
@@ -299,6 +316,10 @@ def run_demo(
     }
     with torch.no_grad():
         metrics = {name: clip_metrics(network, f, truth, motion) for name, f in candidates.items()}
+        follow = {
+            name: follow_scores(network, candidates[name], truth, motion)
+            for name in ("model", "ground truth")
+        }
     seconds["metrics"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - t_start
 
@@ -313,6 +334,7 @@ def run_demo(
         "motion_guidance": motion_guidance,
         "torch_threads": torch.get_num_threads(),
         "metrics": metrics,
+        "follow": follow,
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "files": {k: str(v) for k, v in files.items()},
         "note": "motion MAE: normalised units, read-outs of the synthetic motion encoder (the same network "
@@ -322,4 +344,4 @@ def run_demo(
     files["metrics"].write_text(json.dumps(summary, indent=1))
     files["table"] = out / "metrics.md"
     files["table"].write_text(metrics_table(metrics) + "\n")
-    return DemoResult(out, files, metrics, seconds, faces_source, weights_label)
+    return DemoResult(out, files, metrics, follow, seconds, faces_source, weights_label)
