@@ -180,6 +180,10 @@ def install(out: Path, cfg, command: str) -> Path:
         "trained": "whole DiT + expression encoder from scratch (no pretrained base)",
     }
     path = save_tiny_model(WEIGHTS_PATH, transformer, encoder, latent, extra=extra)
+    from fantasy_portrait.pipeline.encoders import save_empty_prompt
+    from fantasy_portrait.synthetic.tiny_model import EMPTY_PROMPT_PATH, empty_prompt
+
+    save_empty_prompt(EMPTY_PROMPT_PATH, empty_prompt(int(transformer.config["text_dim"])))
     logging.info("installed %s (%.1f MB)", path, path.stat().st_size / 1e6)
     return path
 
@@ -189,7 +193,7 @@ def record(steps: int, guidance: float, seed: int = 0) -> Path:
     import tempfile
 
     from fantasy_portrait.synthetic.demo import run_demo
-    from fantasy_portrait.synthetic.tiny_model import RECORD_PATH, load_tiny_model
+    from fantasy_portrait.synthetic.tiny_model import RECORD_PATH, load_tiny_model, motion_encoder_digest
 
     _, _, _, extra = load_tiny_model()
     with tempfile.TemporaryDirectory() as tmp:
@@ -197,6 +201,8 @@ def record(steps: int, guidance: float, seed: int = 0) -> Path:
         summary = json.loads(result.files["metrics"].read_text())
     summary.pop("files", None)
     summary["training"] = extra
+    # The model was trained on this encoder's features: a changed encoder needs a retrained model.
+    summary["motion_encoder_sha256"] = motion_encoder_digest()
     RECORD_PATH.write_text(json.dumps(summary, indent=1) + "\n")
     logging.info("recorded demo metrics in %s\n%s", RECORD_PATH, result.table())
     return RECORD_PATH

@@ -129,11 +129,15 @@ def test_demo_runs_end_to_end_with_random_weights(tmp_path, latent):
 
 def test_shipped_model_reproduces_its_recorded_demo_metrics(tmp_path):
     from fantasy_portrait.synthetic.demo import run_demo
-    from fantasy_portrait.synthetic.tiny_model import RECORD_PATH, WEIGHTS_PATH
+    from fantasy_portrait.synthetic.tiny_model import RECORD_PATH, WEIGHTS_PATH, motion_encoder_digest
 
     assert WEIGHTS_PATH.is_file() and RECORD_PATH.is_file()
     assert WEIGHTS_PATH.stat().st_size < 25e6
     record = json.loads(RECORD_PATH.read_text())
+    assert motion_encoder_digest() == record["motion_encoder_sha256"], (
+        "the synthetic motion encoder changed since the tiny model was trained on its features: "
+        "retrain with scripts/train_synthetic_portrait.py"
+    )
     result = run_demo(
         tmp_path / "demo",
         seed=record["seed"],

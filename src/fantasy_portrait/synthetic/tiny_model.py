@@ -28,6 +28,9 @@ from ..models.config import ExpressionEncoderConfig, WanConfig
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 WEIGHTS_PATH = ASSETS / "synthetic_portrait.safetensors"
 RECORD_PATH = ASSETS / "synthetic_portrait.json"
+EMPTY_PROMPT_PATH = (
+    ASSETS / "synthetic_empty_prompt.safetensors"
+)  # empty_prompt() in the pipeline's cache format
 
 TEXT_LEN = 512
 TINY_WAN = WanConfig(dim=128, ffn_dim=256, num_heads=4, num_layers=4, text_dim=16, freq_dim=64, image_dim=48)
@@ -196,6 +199,15 @@ def load_tiny_model(path: str | os.PathLike | None = None):
     return transformer.eval(), encoder.eval(), latent, extra
 
 
+def motion_encoder_digest() -> str:
+    """sha256 of the shipped synthetic motion encoder file (the tiny model was trained on its features)."""
+    import hashlib
+
+    from .motion_encoder import WEIGHTS_PATH as MOTION_WEIGHTS
+
+    return hashlib.sha256(MOTION_WEIGHTS.read_bytes()).hexdigest()
+
+
 def build_pipeline(path: str | os.PathLike | None = None, *, face_backend="mediapipe", models=None):
     """A :class:`~fantasy_portrait.pipeline.pipeline.FantasyPortraitPipeline` running the tiny model.
 
@@ -203,7 +215,7 @@ def build_pipeline(path: str | os.PathLike | None = None, *, face_backend="media
     """
     import tempfile
 
-    from ..pipeline.encoders import save_empty_prompt
+    from ..pipeline.encoders import load_empty_prompt, save_empty_prompt
     from ..pipeline.layout import WeightFiles
     from ..pipeline.pipeline import FantasyPortraitPipeline
     from .latent import PatchImageEncoder
@@ -213,9 +225,12 @@ def build_pipeline(path: str | os.PathLike | None = None, *, face_backend="media
     else:
         transformer, encoder, latent = models
     weights = Path(path) if path is not None else WEIGHTS_PATH
-    # The pipeline reads the empty prompt from a file beside the weights; ours is a constant.
-    cache = Path(tempfile.mkdtemp(prefix="fp_synthetic_")) / "empty_prompt.safetensors"
-    save_empty_prompt(cache, empty_prompt(int(transformer.config["text_dim"])))
+    # The pipeline reads the empty prompt from a cache file beside the weights; ours is a constant.
+    text_dim = int(transformer.config["text_dim"])
+    cache = EMPTY_PROMPT_PATH
+    if not cache.is_file() or load_empty_prompt(cache).shape[-1] != text_dim:
+        cache = Path(tempfile.mkdtemp(prefix="fp_synthetic_")) / "empty_prompt.safetensors"
+        save_empty_prompt(cache, empty_prompt(text_dim))
     files = WeightFiles(
         root=weights.parent,
         wan_dir=weights.parent,
