@@ -120,20 +120,8 @@ def train(config_path: Path, out: Path, overrides: list[str]):
         config_path,
         [f"data.root={(out / 'set').resolve()}", f"train.output_dir={(out / 'train').resolve()}", *overrides],
     )
-    original = trainer_mod.mark_trainable
-
-    def train_everything(model, section):
-        # No pretrained base exists in the synthetic world: train base and motion parts together.
-        original(model, section)
-        model.requires_grad_(True)
-        return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-
-    trainer_mod.mark_trainable = train_everything
-    try:
-        transformer, encoder = build_models(seed=cfg.model.init_seed)
-        result = trainer_mod.Trainer(cfg, transformer=transformer, encoder=encoder).train()
-    finally:
-        trainer_mod.mark_trainable = original
+    transformer, encoder = build_models(seed=cfg.model.init_seed)
+    result = trainer_mod.Trainer(cfg, transformer=transformer, encoder=encoder).train()
     return cfg, result
 
 

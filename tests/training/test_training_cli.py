@@ -73,3 +73,26 @@ def test_precompute_command_reports_a_missing_weight_folder(tmp_path, capsys):
         == 2
     )
     assert "not found" in capsys.readouterr().err
+
+
+def test_numbers_written_without_a_dot_are_numbers(tmp_path):
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({"data": {"root": "set"}}))
+    cfg = load_config(tmp_path / "cfg.yaml", ["optim.lr=2e-3", "train.max_steps=10"])
+    assert cfg.optim.lr == pytest.approx(2e-3) and isinstance(cfg.optim.lr, float)
+    with pytest.raises(InputError, match="optim.lr: expected a number"):
+        load_config(tmp_path / "cfg.yaml", ["optim.lr=fast"])
+
+
+def test_train_base_makes_the_whole_model_trainable(tmp_path):
+    from fantasy_portrait.models.loading import build_from_preset
+    from fantasy_portrait.training.config import ModelSection
+    from fantasy_portrait.training.trainer import MotionTrainingModel, mark_trainable
+
+    transformer, encoder = build_from_preset("tiny", device="cpu")
+    motion_only = {n for n, _ in mark_trainable(MotionTrainingModel(transformer, encoder), ModelSection())}
+    transformer, encoder = build_from_preset("tiny", device="cpu")
+    model = MotionTrainingModel(transformer, encoder)
+    everything = {n for n, _ in mark_trainable(model, ModelSection(train_base=True))}
+    assert "transformer.blocks.0.attn1.to_q.weight" in everything
+    assert "transformer.blocks.0.attn1.to_q.weight" not in motion_only
+    assert motion_only < everything and everything == {n for n, _ in model.named_parameters()}

@@ -25,6 +25,9 @@ class ModelSection:
     lora_rank: int = 0  # > 0 adds LoRA adapters (peft) to the base's attention projections
     lora_alpha: float | None = None  # default: rank
     lora_targets: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
+    # Train the whole DiT, not just the motion parts: only for worlds with no pretrained base (the
+    # synthetic demo model); the released recipe keeps the base frozen.
+    train_base: bool = False
 
 
 @dataclass
@@ -92,6 +95,9 @@ class TrainConfig:
             bad = set(values) - known
             if bad:
                 raise InputError(f"{source}: unknown key(s) {sorted(bad)} in section '{f.name}'")
+            types = {g.name: g.type for g in dataclasses.fields(kind)}
+            for key, value in values.items():
+                values[key] = _coerce(value, types[key], f"{source}: {f.name}.{key}")
             try:
                 kwargs[f.name] = kind(**values)
             except TypeError as exc:
@@ -135,6 +141,19 @@ class TrainConfig:
             problems.append("train.ema_decay must be in (0, 1)")
         if problems:
             raise InputError(f"{source}: " + "; ".join(problems))
+
+
+def _coerce(value, annotation, where: str):
+    """YAML reads 2e-3 as a string (1.1 needs a dot); numbers given that way are taken as numbers."""
+    kind = str(annotation)
+    if isinstance(value, str) and kind.startswith(("float", "int")):
+        try:
+            return float(value) if kind.startswith("float") else int(value)
+        except ValueError as exc:
+            raise InputError(f"{where}: expected a number, got {value!r}") from exc
+    if isinstance(value, bool) and kind.startswith(("float", "int")):
+        raise InputError(f"{where}: expected a number, got {value!r}")
+    return value
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> TrainConfig:

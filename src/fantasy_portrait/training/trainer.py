@@ -135,6 +135,8 @@ def mark_trainable(model: MotionTrainingModel, section: ModelSection) -> list[tu
         if "lora_" in name:
             p.data = p.data.float()
             p.requires_grad_(True)
+    if section.train_base:
+        model.float().requires_grad_(True)
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 
