@@ -205,3 +205,37 @@ def test_three_faces_given_by_hand_and_three_drivers(tiny_weights, assets, tmp_p
     assert [f["box"][0] for f in s["faces"]] == [280.0, 560.0, 800.0]
     assert [f["driver"].split("#")[0] for f in s["faces"]] == ["lp_d0.mp4", "fp_jgz.mp4", "lp_d12.mp4"]
     assert video_facts(tmp_path / "three.mp4")["frames"] == 5
+
+
+def test_portrait_checkpoint_outside_the_weight_folder(tiny_weights, assets, tmp_path, capsys):
+    """A trained checkpoint given with --portrait-checkpoint replaces the folder's, which may be absent."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_weights, weights)
+    released = next(weights.rglob("fantasyportrait_model.safetensors"))
+    trained = load_file(released)
+    trained = {k: (v * 0 if "ip_adapter" in k else v) for k, v in trained.items()}  # motion branch off
+    save_file(trained, tmp_path / "trained.safetensors")
+    released.unlink()
+    args = [
+        str(assets / "fp_man.jpeg"),
+        str(assets / "fp_jgz.mp4"),
+        "--weights",
+        str(weights),
+        "--max-frames",
+        "5",
+    ]
+    assert main(["animate", *args, *FAST, "-o", str(tmp_path / "a.mp4")]) == 2
+    assert "fantasyportrait_model" in capsys.readouterr().err
+    s = _animate(
+        capsys,
+        *args,
+        "--portrait-checkpoint",
+        str(tmp_path / "trained.safetensors"),
+        "-o",
+        str(tmp_path / "b.mp4"),
+    )
+    assert s["num_frames"] == 5 and (tmp_path / "b.mp4").is_file()

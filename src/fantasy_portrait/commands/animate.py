@@ -27,6 +27,12 @@ def register(subparsers) -> None:
         help="folder with the released weight files (Wan2.1-I2V files, fantasyportrait_model.safetensors, "
         "pd_fpg.pth); default: $FANTASY_PORTRAIT_WEIGHTS",
     )
+    p.add_argument(
+        "--portrait-checkpoint",
+        help="FantasyPortrait weights to use instead of the folder's (e.g. a checkpoint written by "
+        "`fantasy-portrait train`: .safetensors or .ckpt)",
+    )
+    p.add_argument("--motion-checkpoint", help="PD-FGC weights to use instead of the folder's pd_fpg.pth")
     p.add_argument("--map", help="driving face -> portrait face pairs, e.g. 0:1,1:0 (default: in order)")
     p.add_argument(
         "--face-boxes",
@@ -127,6 +133,8 @@ def run(args) -> int:
 
     pipe = FantasyPortraitPipeline.from_pretrained(
         args.weights,
+        portrait_checkpoint=args.portrait_checkpoint,
+        motion_checkpoint=args.motion_checkpoint,
         torch_dtype=dtype,
         device=device,
         memory_mode=args.memory,
