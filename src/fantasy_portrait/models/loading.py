@@ -179,23 +179,30 @@ def _keep_fp32(model: nn.Module, name: str) -> bool:
     return any(p in name.split(".") for p in patterns)
 
 
-def _materialize(model: nn.Module, tensors: dict[str, torch.Tensor], source: str, dtype, device) -> None:
-    """Assign file tensors to a meta-built model, checking names and shapes."""
+def _materialize(model: nn.Module, tensors, source: str, dtype, device) -> None:
+    """Assign file tensors to a meta-built model, checking names and shapes.
+
+    ``tensors``: (name, tensor) pairs or a dict. Each tensor is converted to the target dtype and
+    device as soon as it is read, so at most one file tensor in its stored dtype is alive at a time
+    (no float32 copy of a half-precision model).
+    """
     expected = dict(model.state_dict(keep_vars=True))
-    unexpected = sorted(set(tensors) - set(expected))
-    if unexpected:
-        raise CheckpointError(f"{source}: unexpected tensor(s) {_names(unexpected)}")
-    mismatched = [
-        f"{k} {tuple(t.shape)} (model {tuple(expected[k].shape)})"
-        for k, t in tensors.items()
-        if tuple(t.shape) != tuple(expected[k].shape)
-    ]
-    if mismatched:
-        raise CheckpointError(f"{source}: tensor shape mismatch: {_names(mismatched)}")
-    ready = {}
-    for name, tensor in tensors.items():
+    items = tensors.items() if isinstance(tensors, dict) else tensors
+    ready, unexpected, mismatched = {}, [], []
+    for name, tensor in items:
+        if name not in expected:
+            unexpected.append(name)
+            continue
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            mismatched.append(f"{name} {tuple(tensor.shape)} (model {tuple(expected[name].shape)})")
+            continue
         target = torch.float32 if dtype in _HALF and _keep_fp32(model, name) else dtype
         ready[name] = tensor.to(device=device, dtype=target if tensor.is_floating_point() else tensor.dtype)
+        del tensor
+    if unexpected:
+        raise CheckpointError(f"{source}: unexpected tensor(s) {_names(sorted(unexpected))}")
+    if mismatched:
+        raise CheckpointError(f"{source}: tensor shape mismatch: {_names(mismatched)}")
     model.load_state_dict(ready, strict=False, assign=True)
 
 
@@ -242,10 +249,10 @@ def load_wan_transformer(
     folder, layout, config = resolve_wan_folder(path)
     files = _wan_files(folder)
     model = build_transformer(_diffusers_kwargs(layout, config, motion_dim))
-    tensors = {}
-    for key, tensor in _iter_safetensors(files):
-        name = _original_to_diffusers_key(key) if layout == "original" else key
-        tensors[name] = tensor
+    tensors = (
+        (_original_to_diffusers_key(key) if layout == "original" else key, tensor)
+        for key, tensor in _iter_safetensors(files)
+    )
     _materialize(model, tensors, str(folder), dtype, device)
     missing = sorted(
         k
