@@ -39,8 +39,8 @@ UNITS = {
     "ssim": "0..1",
     "lmd": "% inter-ocular distance",
     "mae": "degrees",
-    "aed": "% inter-ocular distance",
-    "apd": "degrees, |yaw|+|pitch|+|roll|",
+    "aed": "% inter-ocular distance (landmark AED; a coefficient extractor uses its own units)",
+    "apd": "degrees, |yaw|+|pitch|+|roll| (landmark APD)",
 }
 
 
@@ -52,6 +52,12 @@ def _fmt(value, metric: str) -> str:
 
 def _arrow(metric: str) -> str:
     return "↓" if LOWER_IS_BETTER[metric] else "↑"
+
+
+def _aed_apd_extractor(summary: dict) -> str:
+    """What produced a summary's AED / APD: the landmark geometry or a user coefficient extractor."""
+    ex = summary["extractors"]
+    return ex.get("aed_apd") or ex["landmarks"]
 
 
 def rows(summaries: list[dict]) -> list[dict]:
@@ -67,8 +73,8 @@ def rows(summaries: list[dict]) -> list[dict]:
                         extractor = s["extractors"].get(metric)
                     elif metric == "ssim":
                         extractor = "pixels"
-                    elif metric == "face_rate":
-                        extractor = s["extractors"]["landmarks"]
+                    elif metric in ("aed", "apd"):
+                        extractor = _aed_apd_extractor(s)
                     else:
                         extractor = s["extractors"]["landmarks"]
                     out.append(
@@ -143,8 +149,20 @@ def markdown(summaries: list[dict]) -> str:
     for s in summaries:
         ex = s["extractors"]
         lines.append(
-            f"- {s['method']}: landmarks {ex['landmarks']}; FID {ex.get('fid') or 'not computed'}; "
-            f"FVD {ex.get('fvd') or 'not computed'}"
+            f"- {s['method']}: landmarks {ex['landmarks']}; AED/APD {_aed_apd_extractor(s)}; "
+            f"FID {ex.get('fid') or 'not computed'}; FVD {ex.get('fvd') or 'not computed'}"
+        )
+    aed_apd = sorted({_aed_apd_extractor(s) for s in summaries})
+    if any(_aed_apd_extractor(s) != s["extractors"]["landmarks"] for s in summaries):
+        lines.append(
+            "- AED/APD from a coefficient extractor: mean |difference| of its expression coefficients (AED) "
+            "and of its 3 pose angles (APD), in the extractor's own units"
+        )
+    if len(aed_apd) > 1:
+        lines.append(
+            "- **Warning**: the AED/APD columns mix extractors across methods (see above); "
+            "values from different extractors are not comparable. Score all methods with the same "
+            "--coeff-extractor (or none)."
         )
     lines.append("- Units: " + "; ".join(f"{k.upper()} {v}" for k, v in UNITS.items()))
     lines.append(

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import InputError
 from . import metrics
+from .coefficients import coefficient_distances, face_boxes
 from .extractors import FVD_CLIP_FRAMES
 from .frechet import frechet_distance_of_features
 from .landmarks import FaceTracks, cached_tracks, default_backend, file_digest
@@ -76,8 +77,13 @@ def _face_metrics(gen: np.ndarray, ref: np.ndarray, names) -> dict[str, list]:
     return out
 
 
-def score_case(prepared: PreparedCase, output: Path, cache_dir: Path | None, backend=None) -> dict:
+def score_case(
+    prepared: PreparedCase, output: Path, cache_dir: Path | None, backend=None, coeff=None
+) -> dict:
     """Metrics of one output against its case's references (see the module docstring).
+
+    coeff: a :class:`~fantasy_portrait.bench.coefficients.CoefficientExtractor` or None; when given,
+    AED and APD are its coefficient distances instead of the landmark-geometric ones.
 
     Returns {"case", "mode", "subset", "frames", "faces": [{metric: per-frame list, "face_rate"}],
     "means": {metric: value}, "frames_ssim": per-frame list (self only)}.
@@ -103,22 +109,31 @@ def score_case(prepared: PreparedCase, output: Path, cache_dir: Path | None, bac
         scaled = gen_tracks.scaled_to(ref.shape[1:3])
         refs = [(ref_tracks.face(k)[:count], ref_tracks.found[:count, k]) for k in range(case.faces)]
         gens = [scaled.face(k)[:count] for k in range(case.faces)]
+        coeff_refs = [(ref, ref_tracks.face(k)[:count]) for k in range(case.faces)]
         names = SELF_METRICS
     else:
         refs, gens = [], []
         count = len(gen)
         driver_tracks: list[FaceTracks] = []
+        driver_frames = []
         for driver in prepared.drivers:
             frames = read_video(driver).frames
             count = min(count, len(frames))
+            driver_frames.append(frames)
             driver_tracks.append(cached_tracks(driver, frames, 1, landmark_cache, backend))
         for k, tracks in enumerate(driver_tracks):
             refs.append((tracks.face(0)[:count], tracks.found[:count, 0]))
             gens.append(gen_tracks.face(k)[:count])
+        coeff_refs = [(f[:count], t.face(0)[:count]) for f, t in zip(driver_frames, driver_tracks)]
         names = CROSS_METRICS
     result["frames"] = int(count)
-    for (ref_pts, ref_found), gen_pts in zip(refs, gens):
+    for k, ((ref_pts, ref_found), gen_pts) in enumerate(zip(refs, gens)):
         face = _face_metrics(gen_pts, ref_pts, names)
+        if coeff is not None:  # AED / APD from the user's 3DMM coefficients, same faces and frames
+            ref_frames, ref_face = coeff_refs[k]
+            face["aed"], face["apd"] = coefficient_distances(
+                coeff, gen[:count], face_boxes(gen_tracks.face(k)[:count]), ref_frames, face_boxes(ref_face)
+            )
         gen_found = np.isfinite(gen_pts).all(axis=(-1, -2))
         face["face_rate"] = float((gen_found & ref_found).sum() / max(1, ref_found.sum()))
         face["reference_face_rate"] = float(ref_found.mean()) if count else 0.0
@@ -213,8 +228,13 @@ def score_method(
     fvd=None,
     backend=None,
     force: bool = False,
+    coeff=None,
 ) -> dict:
-    """Score every case of ``method_name`` in ``run_dir``; write RUN/scores/<method>/ and return the summary."""
+    """Score every case of ``method_name`` in ``run_dir``; write RUN/scores/<method>/ and return the summary.
+
+    coeff: an optional coefficient extractor (:mod:`fantasy_portrait.bench.coefficients`); when given,
+    every AED / APD of this scoring comes from it and ``extractors["aed_apd"]`` names its spec.
+    """
     from tqdm import tqdm
 
     run_dir = Path(run_dir)
@@ -230,13 +250,16 @@ def score_method(
             raise InputError(
                 f"{out}: no output of method {method_name!r} for case {case.id} (run `bench run` first)"
             )
-        key = _key(prepared.key, file_digest(out), SCORE_VERSION)
+        parts = (prepared.key, file_digest(out), SCORE_VERSION)
+        if coeff is not None:
+            parts += (coeff.spec, coeff.version)
+        key = _key(*parts)
         path = score_dir / f"{case.id}.json"
         cached = _read_json(path)
         if not force and cached and cached.get("key") == key:
             result = cached
         else:
-            result = score_case(prepared, out, cache_dir, backend)
+            result = score_case(prepared, out, cache_dir, backend, coeff)
             result["key"] = key
             _write_json(path, result)
         cases[case.id] = result
@@ -265,6 +288,7 @@ def score_method(
         "manifest_settings": manifest.settings(),
         "extractors": {
             "landmarks": LANDMARK_EXTRACTOR,
+            "aed_apd": f"coefficients {coeff.spec}" if coeff is not None else LANDMARK_EXTRACTOR,
             "fid": fid.name if fid is not None else None,
             "fvd": fvd.name if fvd is not None else None,
         },

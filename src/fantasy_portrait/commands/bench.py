@@ -73,6 +73,12 @@ def _extractor_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--fvd-weights", help="StyleGAN-V I3D TorchScript (i3d_torchscript.pt)")
     p.add_argument("--device", default="cpu", help="torch device for the FID/FVD extractors (default cpu)")
+    p.add_argument(
+        "--coeff-extractor",
+        metavar="MODULE:FUNCTION",
+        help="3DMM coefficient extractor for AED/APD (e.g. mypkg.recon:extract, called as "
+        "f(frames, boxes) -> {'pose': (F,3), 'expression': (F,K)}); replaces the landmark AED/APD, see docs/bench.md",
+    )
 
 
 def _manifest(args):
@@ -96,8 +102,13 @@ def _score_and_report(args, manifest, names) -> int:
     from ..bench.scoring import score_method
 
     fid, fvd = _extractors(args)
+    coeff = None
+    if args.coeff_extractor:
+        from ..bench.coefficients import load_coefficient_extractor
+
+        coeff = load_coefficient_extractor(args.coeff_extractor)
     for name in names:
-        summary = score_method(manifest, args.out, name, fid=fid, fvd=fvd, force=args.force)
+        summary = score_method(manifest, args.out, name, fid=fid, fvd=fvd, force=args.force, coeff=coeff)
         for subset, modes in summary["subsets"].items():
             for mode, values in modes.items():
                 shown = ", ".join(
@@ -117,6 +128,10 @@ def _run(args) -> int:
 
     manifest = _manifest(args)
     methods = [make_method(spec) for spec in args.method]
+    if args.score and args.coeff_extractor:  # a bad spec fails before any method runs
+        from ..bench.coefficients import load_coefficient_extractor
+
+        load_coefficient_extractor(args.coeff_extractor)
     for method in methods:
         outputs = run_method(manifest, method, args.out, force=args.force)
         print(f"{method.name}: {len(outputs)} outputs in {args.out}/outputs/{method.name}")
