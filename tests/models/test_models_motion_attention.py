@@ -36,6 +36,11 @@ def _inputs(seed=1, batch=1):
     return x, torch.full((batch,), 700.0), context, clip
 
 
+def _twice(x, t, context, clip):
+    """The same inputs as a batch of two (the two guidance branches)."""
+    return x.expand(2, -1, -1, -1, -1), t.expand(2), context.expand(2, -1, -1), clip.expand(2, -1, -1)
+
+
 def _windows(num_faces, seed=2):
     g = torch.Generator().manual_seed(seed)
     return [torch.randn(1, T, 97, 32, generator=g) for _ in range(num_faces)]
@@ -105,10 +110,7 @@ def test_motion_scale_zero_is_exactly_plain_and_runs_no_motion_kernel(monkeypatc
         zero = transformer(*_inputs(), motion=motion, motion_scale=0.0)
         x, t, context, clip = _inputs()
         zero_vec = transformer(
-            x.expand(2, -1, -1, -1, -1),
-            t.expand(2),
-            context.expand(2, -1, -1),
-            clip.expand(2, -1, -1),
+            *_twice(x, t, context, clip),
             motion=motion,
             motion_scale=torch.zeros(2),
         )
@@ -129,10 +131,7 @@ def test_batched_guidance_branches_equal_separate_calls():
         cond = transformer(x, t, context, clip, motion=motion, motion_scale=1.0)
         uncond = transformer(x, t, context, clip, motion=motion, motion_scale=0.0)
         both = transformer(
-            x.expand(2, -1, -1, -1, -1),
-            t.expand(2),
-            context.expand(2, -1, -1),
-            clip.expand(2, -1, -1),
+            *_twice(x, t, context, clip),
             motion=motion,
             motion_scale=torch.tensor([1.0, 0.0]),
         )
@@ -162,10 +161,7 @@ def test_cached_motion_keys_match_recomputed_over_a_guided_run(monkeypatch):
                 inp = torch.cat([latents, x[:, 16:]], dim=1)
                 t = torch.tensor([1000 * sigmas[i]])
                 v = transformer(
-                    inp.expand(2, -1, -1, -1, -1),
-                    t.expand(2),
-                    context.expand(2, -1, -1),
-                    clip.expand(2, -1, -1),
+                    *_twice(inp, t, context, clip),
                     motion=motion,
                     motion_scale=torch.tensor([1.0, 0.0]),
                 )
