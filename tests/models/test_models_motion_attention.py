@@ -258,3 +258,29 @@ def test_blocks_are_called_as_modules_so_hooks_fire():
     for handle in handles:
         handle.remove()
     assert len(seen) == 2 * len(transformer.blocks)
+
+
+def test_per_sample_label_maps_equal_separate_calls():
+    """A batch of clips with different face layouts: each sample uses its own map."""
+    transformer, _ = _random_model()
+    windows = _windows(3)
+    labels_a, labels_b = _labels(3), _labels(3).flip(-1).clamp(max=3)
+    x, t, context, clip = _inputs()
+    with torch.no_grad():
+        alone_a = transformer(x, t, context, clip, motion=MotionCondition(windows, labels_a))
+        alone_b = transformer(x, t, context, clip, motion=MotionCondition(windows, labels_b))
+        both = transformer(
+            *_twice(x, t, context, clip), motion=MotionCondition(windows, torch.stack([labels_a, labels_b]))
+        )
+        # the uncond branch skipped: per-sample maps with a partly active batch
+        mixed = transformer(
+            *_twice(x, t, context, clip),
+            motion=MotionCondition(windows, torch.stack([labels_b, labels_a])),
+            motion_scale=torch.tensor([1.0, 0.0]),
+        )
+    assert not torch.equal(labels_a, labels_b)
+    torch.testing.assert_close(both[:1], alone_a, atol=1e-5, rtol=0)
+    torch.testing.assert_close(both[1:], alone_b, atol=1e-5, rtol=0)
+    torch.testing.assert_close(mixed[:1], alone_b, atol=1e-5, rtol=0)
+    same = MotionCondition(windows, torch.stack([labels_a, labels_a]))
+    assert same.labels.ndim == 2  # identical maps collapse to the shared path

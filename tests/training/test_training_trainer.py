@@ -278,3 +278,18 @@ def test_ema_weights_are_what_the_portrait_file_exports(tmp_path):
     expected = _released_tensors(ema)
     assert all(torch.equal(exported[k], expected[k]) for k in expected)
     assert any(not torch.equal(ema[k], raw[k]) for k in raw)  # the average lags the raw weights
+
+
+def test_two_face_clips_with_different_layouts_share_batches(tmp_path):
+    """Label maps differ per sample: they batch together (one map per sample), none is left out."""
+    from fantasy_portrait.training.dataset import collate_samples
+
+    data = write_tiny_set(tmp_path / "set", num_samples=4, two_faces=4, varied_layouts=True)
+    dataset = PrecomputedDataset(data)
+    assert len({rec.bucket for rec in dataset.samples}) == 1
+    batch = collate_samples([dataset[0], dataset[1]])
+    assert batch["labels"].shape == (2, 2, 2) and not torch.equal(batch["labels"][0], batch["labels"][1])
+    cfg = TrainConfig.from_dict(tiny_config_dict(data, tmp_path / "run", **{"train.max_steps": 2}))
+    transformer, encoder = build_models(cfg.model)
+    result = Trainer(cfg, transformer=transformer, encoder=encoder).train()
+    assert result.final_step == 2

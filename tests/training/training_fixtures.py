@@ -8,11 +8,19 @@ import torch
 from fantasy_portrait.training.dataset import ShardWriter
 
 
-def write_tiny_set(root, num_samples: int = 8, seed: int = 0, latent_scale: float = 2.0, two_faces: int = 0):
+def write_tiny_set(
+    root,
+    num_samples: int = 8,
+    seed: int = 0,
+    latent_scale: float = 2.0,
+    two_faces: int = 0,
+    varied_layouts: bool = False,
+):
     """A precomputed set for the tiny preset: 5 frames -> 2 latent frames of 4x4 (a 32x32 image).
 
     Latents are random with std ``latent_scale``; each sample has its own motion features. The last
-    ``two_faces`` samples have two faces (left/right halves of the token grid).
+    ``two_faces`` samples have two faces (left/right halves of the token grid; with
+    ``varied_layouts`` every other two-face sample has a background row instead, so label maps differ).
     """
     g = torch.Generator().manual_seed(seed)
     writer = ShardWriter(root, shard_size=3)
@@ -22,6 +30,8 @@ def write_tiny_set(root, num_samples: int = 8, seed: int = 0, latent_scale: floa
         labels = torch.ones(2, 2, dtype=torch.int32)
         if faces == 2:
             labels[:, 1] = 2
+            if varied_layouts and i % 2:
+                labels[0] = 0
         writer.add(
             f"clip{i:03d}",
             {

@@ -70,7 +70,8 @@ class MotionCondition:
 
     windows: one (Bw, T, W, C) tensor per face (``motion_windows`` output), faces in portrait order;
         Bw is 1 (shared by the whole batch) or the batch size.
-    labels: (h, w) int token-grid label map (0 background, i + 1 face i), required for 2+ faces.
+    labels: (h, w) int token-grid label map (0 background, i + 1 face i), required for 2+ faces;
+        or (B, h, w), one map per sample of the batch (training batches of different clips).
     cache_kv: keep each block's motion keys/values for reuse while gradients are off. Set False to
         recompute them at every call when memory is short (cost: see BENCHMARKS.md).
     """
@@ -91,6 +92,12 @@ class MotionCondition:
             raise ValueError(f"{self.num_faces} faces need a token label map")
         if self.labels is not None and int(self.labels.max()) > self.num_faces:
             raise ValueError(f"label map names face {int(self.labels.max())} but only {self.num_faces} faces")
+        if self.labels is not None and self.labels.ndim == 3 and bool((self.labels == self.labels[:1]).all()):
+            self.labels = self.labels[0]  # one map for the whole batch: the shared (faster) path
+
+    @property
+    def per_sample_labels(self) -> bool:
+        return self.num_faces > 1 and self.labels.ndim == 3
 
     @property
     def num_faces(self) -> int:
@@ -114,13 +121,18 @@ class MotionCondition:
             self._kv[key] = (k, v)
         return k, v
 
-    def query_groups(self, device: torch.device) -> list[torch.Tensor]:
+    def sample_labels(self, sample: int | None = None) -> torch.Tensor:
+        """The label map of one sample (the shared map when there is one)."""
+        return self.labels[sample] if self.labels.ndim == 3 else self.labels
+
+    def query_groups(self, device: torch.device, sample: int | None = None) -> list[torch.Tensor]:
         """Token indices (within a latent frame) of background, face 1, ..., face N."""
-        groups = self._groups.get(device)
+        key = (device, sample if self.labels.ndim == 3 else None)
+        groups = self._groups.get(key)
         if groups is None:
-            labels = self.labels.reshape(-1).to(device)
+            labels = self.sample_labels(sample).reshape(-1).to(device)
             groups = [torch.nonzero(labels == i).flatten() for i in range(self.num_faces + 1)]
-            self._groups[device] = groups
+            self._groups[key] = groups
         return groups
 
     def clear_cache(self) -> None:
@@ -144,9 +156,17 @@ def _attend(query, key, value, backend):
 
 
 def motion_attention(
-    query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, condition: MotionCondition, backend=None
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    condition: MotionCondition,
+    backend=None,
+    sample: int | None = None,
 ) -> torch.Tensor:
-    """query (B, T*hw, heads, d); keys/values (B, T, N*W, heads, d) -> (B, T*hw, heads*d)."""
+    """query (B, T*hw, heads, d); keys/values (B, T, N*W, heads, d) -> (B, T*hw, heads*d).
+
+    ``sample``: which sample's label map applies (per-sample maps; the query batch is then 1).
+    """
     batch, seq, heads, head_dim = query.shape
     frames = keys.shape[1]
     if seq % frames:
@@ -158,14 +178,14 @@ def motion_attention(
     if condition.num_faces == 1:
         out = _attend(query, keys, values, backend)
     else:
-        labels = condition.labels
+        labels = condition.sample_labels(sample)
         if labels.numel() != per_frame:
             raise ValueError(
                 f"label map has {labels.numel()} cells but a latent frame has {per_frame} tokens"
             )
         size = condition.window_size
         outputs, order = [], []
-        for label, index in enumerate(condition.query_groups(query.device)):
+        for label, index in enumerate(condition.query_groups(query.device, sample)):
             if index.numel() == 0:
                 continue
             if label == 0:  # background sees every face's slots

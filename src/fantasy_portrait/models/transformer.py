@@ -93,7 +93,27 @@ class MotionCrossAttnProcessor:
                 raise ValueError(
                     f"motion windows have batch {keys.shape[0]}, the video batch is {query.shape[0]}"
                 )
-        result = motion_attention(q, keys, values, condition, backend=self._attention_backend).type_as(out)
+        if condition.per_sample_labels:
+            samples = range(query.shape[0]) if active is None else active.tolist()
+            if condition.labels.shape[0] != query.shape[0]:
+                raise ValueError(f"{condition.labels.shape[0]} label maps for a batch of {query.shape[0]}")
+            result = torch.cat(
+                [
+                    motion_attention(
+                        q[j : j + 1],
+                        keys[j : j + 1],
+                        values[j : j + 1],
+                        condition,
+                        self._attention_backend,
+                        b,
+                    )
+                    for j, b in enumerate(samples)
+                ]
+            ).type_as(out)
+        else:
+            result = motion_attention(q, keys, values, condition, backend=self._attention_backend).type_as(
+                out
+            )
         scale = motion.scale.to(device=out.device, dtype=out.dtype)
         if active is None:
             return out + scale.view(-1, 1, 1) * result

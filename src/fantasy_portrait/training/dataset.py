@@ -44,7 +44,7 @@ class SampleRecord:
     num_faces: int
     caption: str = ""
     source: str = ""
-    labels_digest: str = ""  # hash of the token label map: multi-face samples batch only with equal maps
+    labels_digest: str = ""  # hash of the token label map (informational; maps may differ within a batch)
 
     @classmethod
     def from_dict(cls, data: dict) -> SampleRecord:
@@ -73,8 +73,9 @@ class SampleRecord:
 
     @property
     def bucket(self) -> tuple:
-        """Samples in one batch must share this: latent shape, face count and (multi-face) label map."""
-        return (self.latent_shape, self.num_faces, self.labels_digest if self.num_faces > 1 else "")
+        """Samples in one batch must share this: latent shape and face count (label maps may differ:
+        the model takes one map per sample)."""
+        return (self.latent_shape, self.num_faces)
 
 
 class ShardWriter:
@@ -300,8 +301,7 @@ def collate_samples(items: list[dict]) -> dict:
         name: torch.stack([it[name] for it in items])
         for name in ("latents", "image_latents", "clip", "text", "motion")
     }
-    labels = items[0]["labels"]
-    batch["labels"] = labels  # one map per batch: the bucket guarantees they are equal
+    batch["labels"] = torch.stack([it["labels"] for it in items])  # (B, h, w), one map per sample
     batch["num_faces"] = int(items[0]["motion"].shape[0])
     batch["index"] = torch.tensor([it["index"] for it in items])
     return batch

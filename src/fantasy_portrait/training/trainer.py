@@ -68,7 +68,7 @@ class MotionTrainingModel(nn.Module):
         motion_scale: torch.Tensor,
     ) -> torch.Tensor:
         """hidden_states (B, 36, T, h, w); timestep (B,); text (B, L, D); clip (B, K, 1280);
-        motion (B, N, F, 554); labels (h/2, w/2) or None; motion_scale (B,). Returns (B, 16, T, h, w)."""
+        motion (B, N, F, 554); labels (B, h/2, w/2) or None; motion_scale (B,). Returns (B, 16, T, h, w)."""
         from ..models.motion_attention import MotionCondition, motion_windows
 
         num_frames = motion.shape[2]
