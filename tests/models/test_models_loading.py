@@ -213,3 +213,8 @@ def test_info_command_prints_counts(capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["parameters"]["wan_dit"] == 16_394_878_784
     assert report["parameters"]["motion_attention"] == 40 * 2 * 5120 * 2048
+
+
+def test_tiny_preset_writes_the_golden_original_config(golden_dir):
+    golden = json.loads((golden_dir / "wan_tiny" / "config.json").read_text())
+    assert PRESETS["tiny"].wan.to_original_config() == {k: v for k, v in golden.items() if not k.startswith("_")}

@@ -71,6 +71,26 @@ class WanConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def to_original_config(self) -> dict:
+        """The ``config.json`` of an original-layout Wan2.1 folder for this size."""
+        return dict(
+            model_type=self.model_type,
+            patch_size=list(self.patch_size),
+            text_len=512,
+            in_dim=self.in_dim,
+            dim=self.dim,
+            ffn_dim=self.ffn_dim,
+            freq_dim=self.freq_dim,
+            text_dim=self.text_dim,
+            out_dim=self.out_dim,
+            num_heads=self.num_heads,
+            num_layers=self.num_layers,
+            window_size=[-1, -1],
+            qk_norm=self.qk_norm,
+            cross_attn_norm=self.cross_attn_norm,
+            eps=self.eps,
+        )
+
     def to_diffusers_kwargs(self) -> dict:
         """Keyword arguments of diffusers' ``WanTransformer3DModel`` for this configuration."""
         i2v = self.model_type == "i2v"

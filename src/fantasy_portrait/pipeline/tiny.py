@@ -15,28 +15,15 @@ from pathlib import Path
 
 import torch
 
+from ..models.config import PRESETS
 from . import layout
 
-TINY_WAN = dict(
-    model_type="i2v",
-    patch_size=[1, 2, 2],
-    text_len=512,
-    in_dim=36,
-    dim=64,
-    ffn_dim=128,
-    freq_dim=256,
-    text_dim=32,
-    out_dim=16,
-    num_heads=4,
-    num_layers=2,
-    window_size=[-1, -1],
-    qk_norm=True,
-    cross_attn_norm=True,
-    eps=1e-6,
-)
-TINY_ENCODER = dict(
-    token_dim=32, resampler_dim=64, resampler_depth=2, resampler_heads=4, resampler_head_dim=16
-)
+# The golden tiny size (models.config PRESETS["tiny"]), in the released file vocabulary.
+TINY_WAN = PRESETS["tiny"].wan.to_original_config()
+TINY_ENCODER = {
+    k: getattr(PRESETS["tiny"].encoder, k)
+    for k in ("token_dim", "resampler_dim", "resampler_depth", "resampler_heads", "resampler_head_dim")
+}
 TINY_VAE_BASE_DIM = 8
 TINY_CLIP = dict(hidden=1280, layers=2, intermediate=256)
 NOISE_NOTE = (
