@@ -217,4 +217,6 @@ def test_info_command_prints_counts(capsys):
 
 def test_tiny_preset_writes_the_golden_original_config(golden_dir):
     golden = json.loads((golden_dir / "wan_tiny" / "config.json").read_text())
-    assert PRESETS["tiny"].wan.to_original_config() == {k: v for k, v in golden.items() if not k.startswith("_")}
+    assert PRESETS["tiny"].wan.to_original_config() == {
+        k: v for k, v in golden.items() if not k.startswith("_")
+    }

@@ -284,3 +284,42 @@ def test_per_sample_label_maps_equal_separate_calls():
     torch.testing.assert_close(mixed[:1], alone_b, atol=1e-5, rtol=0)
     same = MotionCondition(windows, torch.stack([labels_a, labels_a]))
     assert same.labels.ndim == 2  # identical maps collapse to the shared path
+
+
+def test_unmasked_condition_lets_every_face_see_every_driver(monkeypatch):
+    """The ablation without masked motion attention: changing face B's driver changes face A's output,
+    and every token is treated like background (the same as a label map with no faces)."""
+    transformer, _ = _random_model()
+    labels = _labels(2)
+    recorder = _Recorder(monkeypatch)
+    windows = _windows(2)
+    changed = [windows[0], torch.randn_like(windows[1])]
+    with torch.no_grad():
+        transformer(*_inputs(), motion=MotionCondition(windows, labels, masked=False))
+        transformer(*_inputs(), motion=MotionCondition(changed, labels, masked=False))
+        transformer(*_inputs(), motion=MotionCondition(windows, torch.zeros_like(labels)))
+    n = len(transformer.blocks)
+    first, second, all_background = recorder.outputs[0], recorder.outputs[n], recorder.outputs[2 * n]
+    face_a = (labels.flatten() == 1).repeat(T)
+    assert not torch.equal(first[:, face_a], second[:, face_a])
+    torch.testing.assert_close(first, all_background, atol=1e-6, rtol=1e-6)
+    assert MotionCondition(windows, None, masked=False).num_faces == 2  # no label map needed
+
+
+def test_encoder_without_expression_augmentation_has_four_tokens_per_frame():
+    from fantasy_portrait.models.config import ExpressionEncoderConfig
+    from fantasy_portrait.models.expression_encoder import ExpressionEncoder
+
+    small = dict(token_dim=16, resampler_dim=16, resampler_depth=1, resampler_heads=2, resampler_head_dim=8)
+    plain = ExpressionEncoder(ExpressionEncoderConfig(mouth_queries=0, emotion_queries=0, **small))
+    assert plain.config.tokens_per_frame == 4 and plain.config.window_size == 17
+    assert not any(name.startswith(("mouth_", "emotion_")) for name, _ in plain.named_parameters())
+    motion = torch.randn(2, 5, sum(plain.config.part_dims))
+    tokens = plain(motion)
+    assert tokens.shape == (2, 20, 16)
+    # The four tokens are the part projections, the same as in the augmented encoder.
+    full = ExpressionEncoder(ExpressionEncoderConfig(**small))
+    full.parts.load_state_dict(plain.parts.state_dict())
+    torch.testing.assert_close(full(motion).view(2, 5, 24, 16)[:, :, :4], tokens.view(2, 5, 4, 16))
+    with pytest.raises(ValueError, match="both be zero"):
+        ExpressionEncoder(ExpressionEncoderConfig(mouth_queries=0, **small))

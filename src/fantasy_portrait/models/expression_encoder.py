@@ -128,12 +128,19 @@ class ExpressionEncoder(nn.Module):
             out_dim=config.token_dim,
         )
         self.parts = PartProjection(config.part_dims, config.token_dim)
-        self.mouth_resampler = PerceiverResampler(
-            in_dim=config.part_dims[3], num_queries=config.mouth_queries, **resampler
-        )
-        self.emotion_resampler = PerceiverResampler(
-            in_dim=config.part_dims[2], num_queries=config.emotion_queries, **resampler
-        )
+        if (config.mouth_queries == 0) != (config.emotion_queries == 0):
+            raise ValueError(
+                "mouth_queries and emotion_queries must both be zero (no augmentation) or both > 0"
+            )
+        # Zero queries: the ablation without expression augmentation (4 part tokens per frame only).
+        self.augmented = config.mouth_queries > 0
+        if self.augmented:
+            self.mouth_resampler = PerceiverResampler(
+                in_dim=config.part_dims[3], num_queries=config.mouth_queries, **resampler
+            )
+            self.emotion_resampler = PerceiverResampler(
+                in_dim=config.part_dims[2], num_queries=config.emotion_queries, **resampler
+            )
 
     def forward(self, motion: torch.Tensor) -> torch.Tensor:
         if motion.ndim != 3 or motion.shape[-1] != sum(self.config.part_dims):
@@ -143,6 +150,8 @@ class ExpressionEncoder(nn.Module):
         batch, frames, _ = motion.shape
         parts = motion.split(list(self.config.part_dims), dim=-1)
         projected = self.parts(parts)  # (B, F, 4, C)
+        if not self.augmented:
+            return projected.reshape(batch, frames * self.config.tokens_per_frame, self.config.token_dim)
         # Each frame's mouth / emotion vector is a sequence of length one for its resampler.
         mouth = self.mouth_resampler(parts[3].reshape(batch * frames, 1, -1))
         emotion = self.emotion_resampler(parts[2].reshape(batch * frames, 1, -1))

@@ -74,11 +74,14 @@ class MotionCondition:
         or (B, h, w), one map per sample of the batch (training batches of different clips).
     cache_kv: keep each block's motion keys/values for reuse while gradients are off. Set False to
         recompute them at every call when memory is short (cost: see BENCHMARKS.md).
+    masked: False lets every video token see every face's motion slots (the paper's ablation without
+        masked motion attention; the released model is trained masked).
     """
 
     windows: list[torch.Tensor]
     labels: torch.Tensor | None = None
     cache_kv: bool = True
+    masked: bool = True
     _kv: dict = field(default_factory=dict, init=False, repr=False)
     _groups: dict = field(default_factory=dict, init=False, repr=False)
 
@@ -88,7 +91,7 @@ class MotionCondition:
         shapes = {tuple(w.shape) for w in self.windows}
         if len(shapes) != 1:
             raise ValueError(f"every face's windows must have one shape, got {sorted(shapes)}")
-        if self.num_faces > 1 and self.labels is None:
+        if self.num_faces > 1 and self.labels is None and self.masked:
             raise ValueError(f"{self.num_faces} faces need a token label map")
         if self.labels is not None and int(self.labels.max()) > self.num_faces:
             raise ValueError(f"label map names face {int(self.labels.max())} but only {self.num_faces} faces")
@@ -97,7 +100,7 @@ class MotionCondition:
 
     @property
     def per_sample_labels(self) -> bool:
-        return self.num_faces > 1 and self.labels.ndim == 3
+        return self.masked and self.num_faces > 1 and self.labels.ndim == 3
 
     @property
     def num_faces(self) -> int:
@@ -175,7 +178,7 @@ def motion_attention(
     query = query.reshape(batch * frames, per_frame, heads, head_dim)
     keys = keys.flatten(0, 1)
     values = values.flatten(0, 1)
-    if condition.num_faces == 1:
+    if condition.num_faces == 1 or not condition.masked:
         out = _attend(query, keys, values, backend)
     else:
         labels = condition.sample_labels(sample)

@@ -110,6 +110,7 @@ class FantasyPortraitPipeline:
         device="cpu",
         memory_mode="auto",
         face_backend="mediapipe",
+        masked_motion=True,
     ):
         self.transformer = transformer
         self.expression_encoder = expression_encoder
@@ -121,6 +122,8 @@ class FantasyPortraitPipeline:
         self.device = torch.device(device)
         self.memory_mode = memory_mode
         self.face_backend = face_backend
+        # False only for models trained without masked motion attention (the synthetic ablation).
+        self.masked_motion = masked_motion
         self._text_encoder = None
         self._empty_prompt = None
 
@@ -360,7 +363,9 @@ class FantasyPortraitPipeline:
             # than MOTION_CACHE_BYTES (14B: about 80 MB per latent frame and face); recomputing costs
             # a few percent of the transformer time.
             cache_bytes = motion_cache_bytes(self.transformer, latent_frames, n)
-            motion = MotionCondition(windows, labels, cache_kv=cache_bytes <= MOTION_CACHE_BYTES)
+            motion = MotionCondition(
+                windows, labels, cache_kv=cache_bytes <= MOTION_CACHE_BYTES, masked=self.masked_motion
+            )
             logger.info(
                 "motion keys/values: %s (%.2f GiB for the clip)",
                 "cached" if motion.cache_kv else "recomputed per call",

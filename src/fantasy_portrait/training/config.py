@@ -28,6 +28,9 @@ class ModelSection:
     # Train the whole DiT, not just the motion parts: only for worlds with no pretrained base (the
     # synthetic demo model); the released recipe keeps the base frozen.
     train_base: bool = False
+    # False trains without the face masks in motion attention (every video token sees every face's
+    # motion): the paper's ablation. The released model is trained masked.
+    masked_motion: bool = True
 
 
 @dataclass

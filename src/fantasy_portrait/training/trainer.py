@@ -52,10 +52,11 @@ VAL_LOG = "val_losses.jsonl"
 class MotionTrainingModel(nn.Module):
     """Expression encoder + FantasyPortrait transformer as one module (what DDP/FSDP wrap)."""
 
-    def __init__(self, transformer: nn.Module, encoder: nn.Module):
+    def __init__(self, transformer: nn.Module, encoder: nn.Module, masked_motion: bool = True):
         super().__init__()
         self.transformer = transformer
         self.encoder = encoder
+        self.masked_motion = masked_motion
 
     def forward(
         self,
@@ -74,7 +75,10 @@ class MotionTrainingModel(nn.Module):
         num_frames = motion.shape[2]
         windows = [motion_windows(self.encoder(motion[:, i]), num_frames)[0] for i in range(motion.shape[1])]
         condition = MotionCondition(
-            windows=windows, labels=labels if motion.shape[1] > 1 else None, cache_kv=False
+            windows=windows,
+            labels=labels if motion.shape[1] > 1 else None,
+            cache_kv=False,
+            masked=self.masked_motion,
         )
         out = self.transformer(
             hidden_states, timestep, text, clip, motion=condition, motion_scale=motion_scale
@@ -403,7 +407,7 @@ class Trainer:
         transformer, encoder = self._models
         if transformer is None or encoder is None:
             transformer, encoder = build_models(cfg.model)
-        model = MotionTrainingModel(transformer, encoder)
+        model = MotionTrainingModel(transformer, encoder, masked_motion=cfg.model.masked_motion)
         params = mark_trainable(model, cfg.model)
         if cfg.train.gradient_checkpointing:
             transformer.enable_gradient_checkpointing()
