@@ -1,9 +1,12 @@
-"""Demo metrics of the shipped tiny synthetic FantasyPortrait over several seeds, and its wall time.
+"""Demo metrics of tiny synthetic FantasyPortrait models over several seeds, and the demo's wall time.
 
     python benchmarks/bench_demo.py --seeds 0-9 [--threads 2]
+    python benchmarks/bench_demo.py --seeds 0-19 --weights full=a.safetensors no-mask=b.safetensors
 
-Prints a markdown table (means over seeds and faces) and the follow scores (read-out MAE against a
-face's own driver vs the other driver's motion). Writes nothing but a temporary folder.
+Prints a markdown table: means over seeds and faces of the judge's motion errors, the face PSNR / SSIM
+and the follow / leak slopes pooled over every face of every seed (``synthetic.demo.follow_leak``).
+Without --weights the shipped model is the ``model`` row; with --weights every named file gets a row
+(the ablation table) next to the baselines, all on the same cases. Writes only a temporary folder.
 """
 
 from __future__ import annotations
@@ -22,10 +25,18 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--guidance", type=float, default=None)
+    p.add_argument("--weights", nargs="*", default=[], help="NAME=PATH tiny model files (default: shipped)")
+    p.add_argument("--exact-boxes", action="store_true", help="give the pipeline the renderer's boxes")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from fantasy_portrait.synthetic.demo import DEFAULT_GUIDANCE, DEFAULT_STEPS, metrics_table, run_demo
+    from fantasy_portrait.synthetic.demo import (
+        DEFAULT_GUIDANCE,
+        DEFAULT_STEPS,
+        follow_leak,
+        metrics_table,
+        run_demo,
+    )
 
     if "-" in args.seeds:
         a, b = (int(v) for v in args.seeds.split("-"))
@@ -34,34 +45,51 @@ def main() -> None:
         seeds = [int(v) for v in args.seeds.split(",")]
     steps = args.steps or DEFAULT_STEPS
     guidance = args.guidance if args.guidance is not None else DEFAULT_GUIDANCE
+    models = [tuple(w.split("=", 1)) for w in args.weights] or [("model", None)]
     rows: dict[str, list[dict]] = {}
-    follow: dict[str, list[dict]] = {}
+    estimates: dict[str, list[np.ndarray]] = {}
+    motions: list[np.ndarray] = []
     times = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
-            t0 = time.perf_counter()
-            r = run_demo(
-                f"{tmp}/{seed}", seed=seed, num_steps=steps, motion_guidance=guidance, progress=False
-            )
-            times.append(time.perf_counter() - t0)
-            for name, m in r.metrics.items():
-                rows.setdefault(name, []).append(m["mean"])
-            for name, faces in r.follow.items():
-                follow.setdefault(name, []).extend(faces)
+            for k, (name, path) in enumerate(models):
+                t0 = time.perf_counter()
+                r = run_demo(
+                    f"{tmp}/{seed}-{k}",
+                    seed=seed,
+                    num_steps=steps,
+                    motion_guidance=guidance,
+                    weights=path,
+                    exact_boxes=args.exact_boxes,
+                    progress=False,
+                )
+                times.append(time.perf_counter() - t0)
+                for row, m in r.metrics.items():
+                    if row == "model" or k == 0:  # baselines once per seed
+                        key = name if row == "model" else row
+                        rows.setdefault(key, []).append(m["mean"])
+                        estimates.setdefault(key, []).append(r.estimates[row])
+            motions.append(r.motion)
     mean = {
         name: {"mean": {k: float(np.mean([v[k] for v in vs])) for k in vs[0]}} for name, vs in rows.items()
     }
+    from fantasy_portrait.synthetic.judge import load_judge
+
+    readable = load_judge().readable
+    follow = {name: follow_leak(est, motions, readable) for name, est in estimates.items()}
     print(
         f"seeds {seeds}, {steps} steps, motion guidance {guidance}, {torch.get_num_threads()} torch threads"
+        + (", exact boxes" if args.exact_boxes else ", faces detected by MediaPipe")
     )
     print()
-    print(metrics_table(mean))
+    print(metrics_table(mean, follow))
     print()
-    for name, faces in follow.items():
-        own = np.mean([f["own"] for f in faces])
-        swapped = np.mean([f["swapped"] for f in faces])
-        print(f"follow ({name}): MAE vs own driver {own:.3f}, vs other driver {swapped:.3f}")
-    print(f"run_demo wall time per seed: median {np.median(times):.1f} s, max {max(times):.1f} s")
+    print(f"follow / leak over the parameters the judge reads: {', '.join(readable)}")
+    for name, f in follow.items():
+        per = ", ".join(f"{k} {v['follow']:.2f}/{v['leak']:+.2f}" for k, v in f["per_parameter"].items())
+        print(f"  {name}: {per}")
+    print()
+    print(f"run_demo wall time: median {np.median(times):.1f} s, max {max(times):.1f} s")
 
 
 if __name__ == "__main__":

@@ -88,22 +88,21 @@ def _run(args) -> int:
     print(result.table())
     print()
     print(
-        "motion MAE: normalised units (ranges mapped to [-1, 1]) of the synthetic motion encoder's read-outs "
-        "(the network that also extracts the driving motion, not an independent judge), frames 1..16; "
-        "lower is better. face PSNR: inside each face's ground-truth box; higher is better."
+        "motion MAE: normalised units (ranges mapped to [-1, 1]) of the judge network's estimates (trained "
+        "apart from the motion encoder), frames 1..16; lower is better. face PSNR / SSIM: inside each face's "
+        "ground-truth box; higher is better. follow / leak: slope of a face's estimated motion on its own "
+        "driver's / the other driver's parameters (ground truth: the judge's follow, leak 0)."
     )
     m = result.metrics
     verdict = []
     for base in ("repeat portrait", "paste driver"):
         d = m["model"]["mean"]["all"] - m[base]["mean"]["all"]
-        verdict.append(f"{'better' if d < 0 else 'NOT better'} than '{base}' on motion ({d:+.3f})")
+        dp = m["model"]["mean"]["psnr"] - m[base]["mean"]["psnr"]
+        verdict.append(
+            f"{'better' if d < 0 else 'NOT better'} than '{base}' on motion ({d:+.3f}), "
+            f"{'better' if dp > 0 else 'NOT better'} on face PSNR ({dp:+.2f} dB)"
+        )
     print("model: " + "; ".join(verdict))
-    own = [f["own"] for f in result.follow["model"]]
-    swapped = [f["swapped"] for f in result.follow["model"]]
-    print(
-        "does each face follow its own driver? read-out MAE against its own driver "
-        f"{sum(own) / len(own):.3f} vs against the other driver {sum(swapped) / len(swapped):.3f}"
-    )
     print()
     for name in ("result", "side_by_side", "ground_truth", "metrics", "table"):
         print(f"{name:>13}: {result.files[name]}")

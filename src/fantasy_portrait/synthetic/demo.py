@@ -10,16 +10,17 @@ and measures the result against the ground truth, next to reference rows:
 - ``repeat portrait``: every frame is the portrait (trivial baseline).
 - ``paste driver``: each driver's face pasted onto the portrait's face position, scaled by the
   box ratio (oracle-free baseline: it copies the driver's identity along with its motion).
-- ``ground truth via latent``: the ground-truth clip through the linear latent (the best the tiny
+- ``ground truth via latent``: the ground-truth clip through the model's latent (the best the tiny
   model's latent can show).
 - ``ground truth``: the ground-truth frames themselves (the measurement floor of the read-outs).
 
 Motion errors are mean absolute errors, in normalised parameter units ([-1, 1] ranges; head = yaw
 and pitch, eye = blinks and gaze, emotion = brow raise, furrow, smile, squint, mouth = open, width,
-pucker) of the synthetic motion encoder's linear read-outs on crops aligned with the ground-truth
-five points, over frames 1..F-1 (frame 0 is the portrait). NOTE: the read-outs come from the same
-network that extracts the driving motion, so they are not an independent judge. ``psnr`` is
-measured inside each face's ground-truth box (union over the clip).
+pucker) of the judge network's estimates (``judge.py``: trained apart from the motion encoder the
+model is conditioned on) on crops around each face's ground-truth box, over frames 1..F-1 (frame 0
+is the portrait), against the driver's parameters. ``psnr`` and ``ssim`` are measured inside each
+face's ground-truth box (union over the clip). ``follow`` / ``leak``: how much a face's estimated
+motion follows its own driver / the other face's driver (:func:`follow_leak`).
 """
 
 from __future__ import annotations
@@ -52,82 +53,118 @@ class DemoResult:
     output_dir: Path
     files: dict[str, Path]
     metrics: dict  # row -> {"faces": [per-face dict], "mean": dict}
-    follow: dict = field(default_factory=dict)  # row -> per face {"own", "swapped"} (follow_scores)
+    follow: dict = field(default_factory=dict)  # row -> follow_leak() of that row
     seconds: dict[str, float] = field(default_factory=dict)
     faces_source: str = ""
     weights: str = ""
+    estimates: dict = field(default_factory=dict)  # row -> (N, F-1, 13) judge estimates
+    motion: np.ndarray | None = None  # (F, N, 17) driving parameters
 
     def table(self) -> str:
-        return metrics_table(self.metrics)
+        return metrics_table(self.metrics, self.follow)
 
 
 # ------------------------------------------------------------------------------------------ metrics
-def motion_readouts(network, frames: np.ndarray, five_points: np.ndarray) -> np.ndarray:
-    """(F, 13) normalised parameter estimates (motion_encoder.TARGET_NAMES order) of one face."""
-    from .motion_encoder import aligned_crops, predict_motion
+def motion_estimates(judge, frames: np.ndarray, truth) -> np.ndarray:
+    """(N, F-1, 13): the judge's parameter estimates of every face over frames 1..F-1, read inside
+    the face's ground-truth box (the same crop for every method)."""
+    from .judge import judge_face
 
-    return predict_motion(
-        network, aligned_crops(frames, five_points.astype(np.float64), network.config.crop_size)
-    )
+    return np.stack([judge_face(judge, frames[1:], truth.boxes[1:, i]) for i in range(truth.boxes.shape[1])])
 
 
-def face_metrics(network, frames: np.ndarray, truth, face: int, motion: np.ndarray) -> dict:
-    """Errors of one face over frames 1..F-1: per-group MAE of the read-outs and PSNR in its box."""
-    from .motion_encoder import TARGET_NAMES, targets_of
-
-    order = [n for part in TARGET_NAMES for n in TARGET_NAMES[part]]
-    sl = slice(1, None)
-    est = motion_readouts(network, frames[sl], truth.five_points[sl, face])
-    ref = targets_of(motion[sl, face])
-    err = np.abs(est - ref)
-    out = {g: float(err[:, [order.index(n) for n in names]].mean()) for g, names in GROUPS.items()}
-    out["all"] = float(err.mean())
+def face_box_union(truth, face: int, shape) -> tuple[int, int, int, int]:
     box = truth.boxes[:, face]
     x1, y1 = np.floor(box[:, :2].min(0)).astype(int)
     x2, y2 = np.ceil(box[:, 2:].max(0)).astype(int)
-    h, w = frames.shape[1:3]
-    x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
-    a = frames[sl, y1:y2, x1:x2].astype(np.float64)
-    b = truth.frames[sl, y1:y2, x1:x2].astype(np.float64)
-    mse = float(((a - b) ** 2).mean())
+    return max(x1, 0), max(y1, 0), min(x2, shape[1]), min(y2, shape[0])
+
+
+def face_metrics(frames: np.ndarray, truth, face: int, estimates: np.ndarray, motion: np.ndarray) -> dict:
+    """One face over frames 1..F-1: per-group MAE of the judge's estimates ``estimates`` (F-1, 13)
+    against the driver's parameters, and PSNR / SSIM inside the face's ground-truth box (union)."""
+    from ..bench.metrics import ssim_frames
+    from .judge import TARGET_ORDER
+    from .motion_encoder import targets_of
+
+    err = np.abs(estimates - targets_of(motion[1:, face]))
+    out = {g: float(err[:, [TARGET_ORDER.index(n) for n in names]].mean()) for g, names in GROUPS.items()}
+    out["all"] = float(err.mean())
+    x1, y1, x2, y2 = face_box_union(truth, face, frames.shape[1:3])
+    a = frames[1:, y1:y2, x1:x2]
+    b = truth.frames[1:, y1:y2, x1:x2]
+    mse = float(((a.astype(np.float64) - b) ** 2).mean())
     out["psnr"] = float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
+    out["ssim"] = float(ssim_frames(a, b).mean())
     return out
 
 
-def clip_metrics(network, frames: np.ndarray, truth, motion: np.ndarray) -> dict:
-    faces = [face_metrics(network, frames, truth, i, motion) for i in range(motion.shape[1])]
+def clip_metrics(frames: np.ndarray, truth, motion: np.ndarray, estimates: np.ndarray) -> dict:
+    faces = [face_metrics(frames, truth, i, estimates[i], motion) for i in range(motion.shape[1])]
     mean = {k: float(np.mean([f[k] for f in faces])) for k in faces[0]}
     return {"faces": faces, "mean": mean}
 
 
-def follow_scores(network, frames: np.ndarray, truth, motion: np.ndarray) -> list[dict]:
-    """Per face: read-out MAE against its own driver's motion and against the other driver's (faces
-    swapped). A result that follows its drivers has own < swapped; equal values mean the motion is
-    ignored; own > swapped would mean the faces follow the wrong driver (leakage)."""
+def follow_leak(
+    estimates: list[np.ndarray], motions: list[np.ndarray], parameters: tuple[str, ...] | None = None
+) -> dict:
+    """How much each face's generated motion follows its own driver, and how much the other's.
+
+    estimates: per clip (N, F-1, 13) judge estimates; motions: per clip (F, N, 17) driving parameters
+    (N >= 2). Every face of every clip is one series; estimates and parameters are centred per
+    series (identity and framing biases drop out), then pooled. Per parameter, least squares of the
+    estimate on the face's own driver's parameter and on the other drivers' (mean of the others):
+    ``follow`` and ``leak`` are the two slopes averaged over ``parameters`` (default: all 13; the
+    demo passes the ones the judge reads, ``judge.readable``). The ground truth has leak 0 and the
+    judge's follow (below 1: its estimates shrink towards the mean); a face that copies the other
+    driver has a leak as large as that follow. Slopes of every parameter are in ``per_parameter``.
+    """
+    from .judge import TARGET_ORDER
     from .motion_encoder import targets_of
 
-    n = motion.shape[1]
-    out = []
-    for i in range(n):
-        est = motion_readouts(network, frames[1:], truth.five_points[1:, i])
-        own = float(np.abs(est - targets_of(motion[1:, i])).mean())
-        others = [float(np.abs(est - targets_of(motion[1:, j])).mean()) for j in range(n) if j != i]
-        out.append({"own": own, "swapped": float(np.mean(others)) if others else float("nan")})
-    return out
+    ys, owns, others = [], [], []
+    for est, motion in zip(estimates, motions):
+        n = motion.shape[1]
+        if n < 2:
+            continue
+        targets = targets_of(motion[1:])  # (F-1, N, 13)
+        for i in range(n):
+            other = np.mean([targets[:, j] for j in range(n) if j != i], axis=0)
+            for series, bucket in ((est[i], ys), (targets[:, i], owns), (other, others)):
+                bucket.append(series - series.mean(0))
+    if not ys:
+        raise ValueError("follow/leak needs clips with two or more faces")
+    y, own, other = (np.concatenate(v).astype(np.float64) for v in (ys, owns, others))
+    slopes = []
+    for p in range(y.shape[1]):
+        x = np.stack([own[:, p], other[:, p]], axis=1)
+        coef, *_ = np.linalg.lstsq(x, y[:, p], rcond=None)
+        slopes.append(coef)
+    slopes = np.array(slopes)
+    return {
+        "follow": float(slopes[:, 0].mean()),
+        "leak": float(slopes[:, 1].mean()),
+        "per_parameter": {
+            n: {"follow": float(a), "leak": float(b)} for n, (a, b) in zip(TARGET_ORDER, slopes)
+        },
+    }
 
 
-def metrics_table(metrics: dict) -> str:
-    """Markdown table: one row per method (mean over faces), motion MAE per group and PSNR."""
-    cols = [*GROUPS, "all", "psnr"]
-    lines = [
-        "| method | " + " | ".join(f"{c} MAE" if c != "psnr" else "face PSNR (dB)" for c in cols) + " |",
-        "|---" * (len(cols) + 1) + "|",
-    ]
+def metrics_table(metrics: dict, follow: dict | None = None) -> str:
+    """Markdown table: one row per method (mean over faces), judge MAE per group, pixel metrics, and
+    the follow / leak slopes when given."""
+    cols = [*GROUPS, "all"]
+    head = [f"{c} MAE" for c in cols] + ["face PSNR (dB)", "face SSIM"]
+    if follow:
+        head += ["follow", "leak"]
+    lines = ["| method | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for row, values in metrics.items():
         m = values["mean"]
-        lines.append(
-            f"| {row} | " + " | ".join(f"{m[c]:.3f}" if c != "psnr" else f"{m[c]:.2f}" for c in cols) + " |"
-        )
+        cells = [f"{m[c]:.3f}" for c in cols] + [f"{m['psnr']:.2f}", f"{m['ssim']:.3f}"]
+        if follow:
+            f = follow.get(row)
+            cells += [f"{f['follow']:.3f}", f"{f['leak']:+.3f}"] if f else ["", ""]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -245,13 +282,20 @@ def run_demo(
     seconds["render"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    masked_motion = True
     if models is None:
-        transformer, encoder, latent, _ = load_tiny_model(weights)
+        transformer, encoder, latent, extra = load_tiny_model(weights)
+        masked_motion = bool(extra.get("masked_motion", True))
         weights_label = str(weights or WEIGHTS_PATH)
     else:
         transformer, encoder, latent = models
         weights_label = "in-memory models"
-    pipe = build_pipeline(weights, models=(transformer, encoder, latent), face_backend=face_backend)
+    pipe = build_pipeline(
+        weights,
+        models=(transformer, encoder, latent),
+        face_backend=face_backend,
+        masked_motion=masked_motion,
+    )
     seconds["load"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -295,10 +339,11 @@ def run_demo(
     seconds["write"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    network = pipe.motion_encoder.network
-    motion = case.motion[:n]
+    from .judge import load_judge
     from .scenes import Clip
 
+    judge = load_judge()
+    motion = case.motion[:n]
     truth = Clip(
         truth_frames,
         motion,
@@ -315,11 +360,9 @@ def run_demo(
         "ground truth": truth_frames,
     }
     with torch.no_grad():
-        metrics = {name: clip_metrics(network, f, truth, motion) for name, f in candidates.items()}
-        follow = {
-            name: follow_scores(network, candidates[name], truth, motion)
-            for name in ("model", "ground truth")
-        }
+        estimates = {name: motion_estimates(judge, f, truth) for name, f in candidates.items()}
+    metrics = {name: clip_metrics(f, truth, motion, estimates[name]) for name, f in candidates.items()}
+    follow = {name: follow_leak([estimates[name]], [motion], judge.readable) for name in candidates}
     seconds["metrics"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - t_start
 
@@ -337,11 +380,14 @@ def run_demo(
         "follow": follow,
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "files": {k: str(v) for k, v in files.items()},
-        "note": "motion MAE: normalised units, read-outs of the synthetic motion encoder (the same network "
-        "that extracts the driving motion), frames 1..F-1; psnr inside each face's ground-truth box",
+        "note": "motion MAE: normalised units, estimates of the judge network (synthetic/judge.py, trained "
+        "apart from the motion encoder), frames 1..F-1; psnr/ssim inside each face's ground-truth box; "
+        "follow/leak: slopes of the estimates on the own / other driver's parameters (follow_leak)",
     }
     files["metrics"] = out / "metrics.json"
     files["metrics"].write_text(json.dumps(summary, indent=1))
     files["table"] = out / "metrics.md"
-    files["table"].write_text(metrics_table(metrics) + "\n")
-    return DemoResult(out, files, metrics, follow, seconds, faces_source, weights_label)
+    files["table"].write_text(metrics_table(metrics, follow) + "\n")
+    return DemoResult(
+        out, files, metrics, follow, seconds, faces_source, weights_label, estimates=estimates, motion=motion
+    )
