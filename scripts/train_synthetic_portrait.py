@@ -17,6 +17,11 @@
    src/fantasy_portrait/assets/synthetic_portrait.safetensors.
 
 Interrupting and re-running continues from the latest checkpoint (the set is reused if complete).
+
+Ablation (issue 6, the paper's Table 2 at small scale): ``--variant no-mask`` trains without masked
+motion attention (every video token sees both faces' motion), ``--variant no-augment`` without the
+expression augmentation (the encoder's mouth and emotion resamplers removed: 4 part tokens per frame);
+give each variant its own ``--out`` and the same set (``--set``) and steps, and ``--install-to`` a file.
 """
 
 from __future__ import annotations
@@ -33,6 +38,23 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE_SEED_BASE = 100_000
+VARIANTS = ("full", "no-mask", "no-augment")
+
+
+def variant_models(variant: str, seed: int):
+    """(transformer, expression encoder) of an ablation variant, randomly initialised with ``seed``."""
+    import dataclasses
+
+    from fantasy_portrait.synthetic.tiny_model import TINY_ENCODER, build_models
+
+    encoder = TINY_ENCODER
+    if variant == "no-augment":
+        encoder = dataclasses.replace(TINY_ENCODER, mouth_queries=0, emotion_queries=0)
+    return build_models(encoder=encoder, seed=seed)
+
+
+def variant_overrides(variant: str) -> list[str]:
+    return ["model.masked_motion=false"] if variant == "no-mask" else []
 
 
 def build_set(out: Path, samples: int, seed: int, fit_cases: int = 128) -> None:
@@ -51,9 +73,13 @@ def build_set(out: Path, samples: int, seed: int, fit_cases: int = 128) -> None:
         return
     t0 = time.perf_counter()
     fit = [make_case(CASE_SEED_BASE + i) for i in range(min(fit_cases, samples))]
-    latent = LinearLatent.fit([c.truth.frames for c in fit], seed=seed)
-    save_file({k: v.contiguous() for k, v in latent.state_dict().items()}, str(latent_path))
-    latent.load_state_dict(load_file(str(latent_path)))
+    if latent_path.is_file():  # a latent given beforehand (a larger set for the same model)
+        logging.info("encoding with the existing latent %s", latent_path)
+        latent = LinearLatent.from_state(load_file(str(latent_path)))
+    else:
+        latent = LinearLatent.fit([c.truth.frames for c in fit], seed=seed)
+        save_file({k: v.contiguous() for k, v in latent.state_dict().items()}, str(latent_path))
+        latent.load_state_dict(load_file(str(latent_path)))
     logging.info(
         "latent keeps %.3f of the pixel variance",
         latent.explained_variance([c.truth.frames for c in fit[:16]]),
@@ -85,8 +111,7 @@ def fit_refiner(out: Path, cases: int, steps: int, seed: int) -> Path:
     if path.is_file():
         logging.info("reusing %s", path)
         return path
-    latent = LinearLatent()
-    latent.load_state_dict(load_file(str(out / "latent.safetensors")), strict=False)
+    latent = LinearLatent.from_state(load_file(str(out / "latent.safetensors")))
     t0 = time.perf_counter()
     fit = [make_case(CASE_SEED_BASE + i) for i in range(cases)]
     clips = [c.truth.frames for c in fit]
@@ -111,25 +136,41 @@ def fit_refiner(out: Path, cases: int, steps: int, seed: int) -> Path:
     return path
 
 
-def train(config_path: Path, out: Path, overrides: list[str]):
+def train(
+    config_path: Path,
+    out: Path,
+    set_dir: Path,
+    overrides: list[str],
+    variant: str = "full",
+    init_from: Path | None = None,
+):
     import fantasy_portrait.training.trainer as trainer_mod
-    from fantasy_portrait.synthetic.tiny_model import build_models
     from fantasy_portrait.training.config import load_config
 
     cfg = load_config(
         config_path,
-        [f"data.root={(out / 'set').resolve()}", f"train.output_dir={(out / 'train').resolve()}", *overrides],
+        [f"data.root={set_dir.resolve()}", f"train.output_dir={(out / 'train').resolve()}", *overrides],
     )
-    transformer, encoder = build_models(seed=cfg.model.init_seed)
+    transformer, encoder = variant_models(variant, cfg.model.init_seed)
+    if init_from is not None:  # continue a finished run on a new set (a fresh optimizer and EMA)
+        from safetensors.torch import load_file
+
+        weights = load_file(str(init_from))
+        for prefix, module in (("transformer.", transformer), ("encoder.", encoder)):
+            own = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+            missing = module.load_state_dict(own, strict=False).missing_keys
+            if missing:
+                raise SystemExit(f"{init_from}: lacks {missing[:5]}")
+        logging.info("initialised from %s", init_from)
     result = trainer_mod.Trainer(cfg, transformer=transformer, encoder=encoder).train()
     return cfg, result
 
 
-def install(out: Path, cfg, command: str) -> Path:
+def install(out: Path, cfg, command: str, variant: str = "full", target: Path | None = None) -> Path:
     from safetensors.torch import load_file
 
     from fantasy_portrait.synthetic.latent import LinearLatent
-    from fantasy_portrait.synthetic.tiny_model import WEIGHTS_PATH, build_models, save_tiny_model
+    from fantasy_portrait.synthetic.tiny_model import WEIGHTS_PATH, save_tiny_model
     from fantasy_portrait.training import checkpoint as ckpt
     from fantasy_portrait.training.trainer import EMA_FILE, TRAINABLE_FILE, read_loss_log
 
@@ -138,7 +179,7 @@ def install(out: Path, cfg, command: str) -> Path:
         raise SystemExit(f"no checkpoint in {out / 'train'}")
     name = EMA_FILE if (last / EMA_FILE).is_file() else TRAINABLE_FILE
     weights = load_file(str(last / name))
-    transformer, encoder = build_models(seed=cfg.model.init_seed)
+    transformer, encoder = variant_models(variant, cfg.model.init_seed)
     missing = []
     for prefix, module in (("transformer.", transformer), ("encoder.", encoder)):
         own = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
@@ -146,13 +187,13 @@ def install(out: Path, cfg, command: str) -> Path:
         missing += result.missing_keys
     if missing:
         raise SystemExit(f"checkpoint lacks {missing[:5]}")
-    latent = LinearLatent()
-    refined = out / "latent_refined.safetensors"
+    latent_dir = Path(cfg.data.root).parent  # the latent was fitted beside the set it encoded
+    refined = latent_dir / "latent_refined.safetensors"
     if refined.is_file():
-        latent.load_state_dict(load_file(str(refined)))
+        latent = LinearLatent.from_state(load_file(str(refined)))
     else:
-        logging.warning("no trained latent refiner in %s: shipping the plain linear decoder", out)
-        latent.load_state_dict(load_file(str(out / "latent.safetensors")), strict=False)
+        logging.info("no trained latent refiner in %s: shipping the plain linear decoder", latent_dir)
+        latent = LinearLatent.from_state(load_file(str(latent_dir / "latent.safetensors")))
     losses = read_loss_log(out / "train")
     steps = sorted(losses)
     tail = [losses[s] for s in steps[-50:]]
@@ -166,8 +207,13 @@ def install(out: Path, cfg, command: str) -> Path:
         "loss_first_50": float(np.mean(head)) if head else None,
         "loss_last_50": float(np.mean(tail)) if tail else None,
         "trained": "whole DiT + expression encoder from scratch (no pretrained base)",
+        "variant": variant,
+        "masked_motion": bool(cfg.model.masked_motion),
     }
-    path = save_tiny_model(WEIGHTS_PATH, transformer, encoder, latent, extra=extra)
+    path = save_tiny_model(target or WEIGHTS_PATH, transformer, encoder, latent, extra=extra)
+    if target is not None:
+        logging.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
+        return path
     from fantasy_portrait.pipeline.encoders import save_empty_prompt
     from fantasy_portrait.synthetic.tiny_model import EMPTY_PROMPT_PATH, empty_prompt
 
@@ -204,6 +250,14 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--install", action="store_true", help="write the trained weights into the package assets")
+    p.add_argument("--install-to", type=Path, help="write the trained weights to this file instead")
+    p.add_argument("--variant", choices=VARIANTS, default="full", help="ablation variant (see above)")
+    p.add_argument(
+        "--set", type=Path, help="precomputed set to train on (default: <out>/set, built if missing)"
+    )
+    p.add_argument(
+        "--init-from", type=Path, help="start from these weights (a checkpoint's ema/trainable file)"
+    )
     p.add_argument("--install-only", action="store_true", help="only install the latest checkpoint")
     p.add_argument("--refiner-only", action="store_true", help="only train the latent's decoder refiner")
     p.add_argument("--refiner-cases", type=int, default=160)
@@ -224,20 +278,23 @@ def main(argv=None) -> int:
     if args.refiner_only:
         fit_refiner(args.out, args.refiner_cases, args.refiner_steps, args.seed)
         return 0
-    if not args.install_only:
+    overrides = [*variant_overrides(args.variant), *args.overrides]
+    set_dir = args.set or args.out / "set"
+    if args.set is None and not args.install_only:
         build_set(args.out, args.samples, args.seed)
+    if not args.install_only:
         t0 = time.perf_counter()
-        cfg, result = train(args.config, args.out, args.overrides)
+        cfg, result = train(args.config, args.out, set_dir, overrides, args.variant, args.init_from)
         logging.info(
             "trained %d steps in %.0f s; last loss %.4f",
             result.final_step,
             time.perf_counter() - t0,
             result.losses.get(result.final_step, float("nan")),
         )
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, [f"data.root={set_dir.resolve()}", *overrides])
     (args.out / "command.json").write_text(json.dumps({"command": command}, indent=1))
-    if args.install or args.install_only:
-        install(args.out, cfg, command)
+    if args.install or args.install_only or args.install_to:
+        install(args.out, cfg, command, args.variant, args.install_to)
     if args.record:
         record(args.record_steps, args.record_guidance)
     return 0

@@ -12,6 +12,7 @@ import torch
 
 from fantasy_portrait.errors import CheckpointError
 from fantasy_portrait.synthetic.cases import NUM_FRAMES, make_case, to_video_tensor
+from fantasy_portrait.synthetic.demo import GROUPS
 from fantasy_portrait.synthetic.latent import LinearLatent, PatchImageEncoder
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,10 +40,10 @@ def test_cases_start_from_the_portrait_and_drivers_follow_the_same_motion(cases)
     assert np.array_equal(again.truth.frames, case.truth.frames)
 
 
-def test_latent_has_the_wan_vae_shapes_and_stream_equals_whole(latent, cases):
+def test_latent_has_the_wan_vae_layout_and_stream_equals_whole(latent, cases):
     video = to_video_tensor(cases[1].truth.frames)
     z = latent.encode(video)
-    assert z.shape == (1, 16, 5, 8, 16)
+    assert z.shape == (1, 48, 5, 8, 16)  # Wan's 8x8 cells, 4x time, causal frame 0; 48 channels
     chunks = [video[:, :, :1]] + [video[:, :, 1 + 4 * k : 5 + 4 * k] for k in range(4)]
     torch.testing.assert_close(latent.encode_stream(iter(chunks)), z)
     whole = latent.decode(z)
@@ -56,6 +57,11 @@ def test_latent_has_the_wan_vae_shapes_and_stream_equals_whole(latent, cases):
     # It keeps most of the variance of a clip it was not fitted on, far more than the mean alone.
     other = make_case(100_010).truth.frames
     assert latent.explained_variance([other]) > 0.8
+    # 16 channels (the Wan VAE's) keep less: what the 48-channel choice buys.
+    fewer = LinearLatent.fit([c.truth.frames for c in cases], z_dim=16)
+    assert fewer.z_dim == 16 and fewer.explained_variance([other]) < latent.explained_variance([other]) - 0.02
+    # A state dict round trip keeps the channel count.
+    assert LinearLatent.from_state(fewer.state_dict()).z_dim == 16
 
 
 def test_patch_image_encoder_shape_and_locality():
@@ -120,10 +126,12 @@ def test_demo_runs_end_to_end_with_random_weights(tmp_path, latent):
     # The metric itself is sane: the ground truth scores better than repeating the portrait.
     assert m["ground truth"]["mean"]["all"] < m["repeat portrait"]["mean"]["all"]
     assert m["ground truth"]["mean"]["psnr"] > 100
-    # The ground truth follows each face's own driver better than the other one.
-    for face in summary["follow"]["ground truth"]:
-        assert face["own"] < face["swapped"]
-    assert len(summary["follow"]["model"]) == 2
+    assert m["ground truth"]["mean"]["ssim"] > 0.999 > m["repeat portrait"]["mean"]["ssim"]
+    # The ground truth follows each face's own driver and not the other one; the still portrait neither.
+    follow = summary["follow"]
+    assert follow["ground truth"]["follow"] > 0.5 and abs(follow["ground truth"]["leak"]) < 0.15
+    assert abs(follow["repeat portrait"]["follow"]) < 1e-6 and abs(follow["repeat portrait"]["leak"]) < 1e-6
+    assert set(follow["model"]["per_parameter"]) == {n for names in GROUPS.values() for n in names}
     assert "| model |" in result.files["table"].read_text()
 
 
@@ -148,7 +156,7 @@ def test_shipped_model_reproduces_its_recorded_demo_metrics(tmp_path):
     for row in ("model", "repeat portrait", "paste driver", "ground truth via latent"):
         got, want = result.metrics[row]["mean"], record["metrics"][row]["mean"]
         for key, value in want.items():
-            tol = 0.5 if key == "psnr" else 0.03
+            tol = 0.5 if key == "psnr" else 0.03  # detection and threads move the result a little
             assert abs(got[key] - value) <= tol, (row, key, got[key], value)
 
 
@@ -190,7 +198,7 @@ def _smoke_training(tmp_path):
         "optim.lr=0.002",
         "optim.warmup_steps=5",
     ]
-    cfg, result = script.train(config, tmp_path, overrides)
+    cfg, result = script.train(config, tmp_path, tmp_path / "set", overrides)
     assert result.final_step == 60
     dataset = PrecomputedDataset(tmp_path / "set")
     before = fixed_set_loss(MotionTrainingModel(*build_models(seed=cfg.model.init_seed)), dataset, cfg)

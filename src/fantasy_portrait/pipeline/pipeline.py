@@ -389,7 +389,10 @@ class FantasyPortraitPipeline:
 
         # 5. noise: float32 on the CPU from the seed, whatever the device -----------------------------------
         generator = torch.Generator("cpu").manual_seed(int(seed))
-        noise = torch.randn((1, 16, latent_frames, h, w), generator=generator, dtype=torch.float32).to(dev)
+        channels = int(self.transformer.config.out_channels)  # 16 for Wan (48 for the synthetic tiny model)
+        noise = torch.randn((1, channels, latent_frames, h, w), generator=generator, dtype=torch.float32).to(
+            dev
+        )
 
         # 6. sampling with motion guidance -----------------------------------------------------------------
         with timer.stage("denoise"), placement.use(self.transformer):

@@ -1,18 +1,21 @@
 """A fixed linear latent space for the tiny synthetic FantasyPortrait (in place of the Wan VAE).
 
 Training a video VAE on a shared 2-core CPU would take longer than the whole model, so the tiny
-model uses the simplest latent with the Wan VAE's shapes: every 8x8 pixel cell of a group of four
-frames (space-to-depth: 4 x 8 x 8 x 3 = 768 numbers) is projected onto the 16 leading principal
-components of such groups, fitted on synthetic clips, and each channel is scaled to unit variance.
-The first frame is its own group (Wan's causal layout: latent frame 0 = pixel frame 0, latent frame
-k = pixel frames 4k-3 .. 4k), encoded as four copies of itself, so a still scene has the same
-latent in every latent frame. Shapes therefore match the Wan VAE exactly: (B, 3, 4k+1, H, W) in
-[-1, 1] <-> (B, 16, k+1, H/8, W/8), and :class:`LinearLatent` has the methods of
+model uses the simplest latent with the Wan VAE's layout: every 8x8 pixel cell of a group of four
+frames (space-to-depth: 4 x 8 x 8 x 3 = 768 numbers) is projected onto the ``z_dim`` leading
+principal components of such groups, fitted on synthetic clips, and each channel is scaled to unit
+variance. The first frame is its own group (Wan's causal layout: latent frame 0 = pixel frame 0,
+latent frame k = pixel frames 4k-3 .. 4k), encoded as four copies of itself, so a still scene has
+the same latent in every latent frame. So (B, 3, 4k+1, H, W) in [-1, 1] <-> (B, z_dim, k+1, H/8,
+W/8), the Wan VAE's shapes except for the channels, and :class:`LinearLatent` has the methods of
 ``fantasy_portrait.pipeline.encoders.WanVAE`` that the pipeline calls (``encode``,
 ``encode_stream``, ``decode``, ``decode_stream``, ``enable_tiling``, ``z_dim``).
 
-It is lossy (48x fewer numbers, like the Wan VAE, but linear): fine detail such as thin eyelids is
-blurred. ``reconstruction`` reports what it keeps; the demo shows ground truth passed through it.
+Channels: the Wan VAE's 16 keep about 89% of the pixel variance of the synthetic clips but lose
+the eyes and lips of 40-pixel faces altogether (a linear code spends its components on hair and
+shading), so the shipped tiny model uses 48 (93%; eyes, brows and mouth stay visible; 16x fewer
+numbers than pixels). The DiT's cost hardly changes: only its patch embedding and output
+projection see the channels.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from torch import nn
 
 CELL = 8
 GROUP = 4
-Z_DIM = 16
+Z_DIM = 48  # default channels (see the module docstring)
 
 
 def _to_groups(video: torch.Tensor) -> torch.Tensor:
@@ -52,21 +55,38 @@ def _pad_first(video: torch.Tensor) -> torch.Tensor:
 class LinearLatent(nn.Module):
     """PCA latent with the Wan VAE's interface (see the module docstring)."""
 
-    def __init__(self, mean: torch.Tensor | None = None, basis: torch.Tensor | None = None, std=None):
+    def __init__(
+        self,
+        mean: torch.Tensor | None = None,
+        basis: torch.Tensor | None = None,
+        std=None,
+        z_dim: int = Z_DIM,
+    ):
         super().__init__()
         dim = GROUP * CELL * CELL * 3
+        z_dim = z_dim if basis is None else basis.shape[0]
         self.register_buffer("mean", torch.zeros(dim) if mean is None else mean.float().clone())
-        self.register_buffer("basis", torch.eye(Z_DIM, dim) if basis is None else basis.float().clone())
+        self.register_buffer("basis", torch.eye(z_dim, dim) if basis is None else basis.float().clone())
         self.register_buffer(
-            "std", torch.ones(Z_DIM) if std is None else torch.as_tensor(std).float().clone()
+            "std", torch.ones(z_dim) if std is None else torch.as_tensor(std).float().clone()
         )
-        self.refiner = LatentRefiner()
+        self.refiner = LatentRefiner(z_dim)
         # 1 once the refiner is trained (fit_refiner); 0: the decoder is the plain linear inverse.
         self.register_buffer("refine", torch.zeros((), dtype=torch.uint8))
 
     @property
     def z_dim(self) -> int:
-        return Z_DIM
+        return self.basis.shape[0]
+
+    @classmethod
+    def from_state(cls, state: dict) -> LinearLatent:
+        """A latent from a state dict (its channel count read from the basis); the refiner's tensors
+        may be absent (an unrefined latent file)."""
+        latent = cls(z_dim=state["basis"].shape[0])
+        missing = latent.load_state_dict(state, strict=False).missing_keys
+        if any(not k.startswith("refiner.") and k != "refine" for k in missing):
+            raise KeyError(f"latent state lacks {missing}")
+        return latent
 
     def enable_tiling(self) -> None:
         """No-op: the projection is per cell, memory is linear in the frames anyway."""
@@ -74,7 +94,11 @@ class LinearLatent(nn.Module):
     # -------------------------------------------------------------------------------------- fit
     @classmethod
     def fit(
-        cls, clips: list[np.ndarray] | np.ndarray, max_vectors: int = 200_000, seed: int = 0
+        cls,
+        clips: list[np.ndarray] | np.ndarray,
+        max_vectors: int = 200_000,
+        seed: int = 0,
+        z_dim: int = Z_DIM,
     ) -> LinearLatent:
         """Fit on uint8 clips (each (F, H, W, 3), F = 4k+1, H and W multiples of 8)."""
         vecs = []
@@ -88,8 +112,8 @@ class LinearLatent(nn.Module):
         mean = data.mean(0)
         cov = (data - mean).T @ (data - mean) / len(data)
         evals, evecs = torch.linalg.eigh(cov)
-        order = torch.argsort(evals, descending=True)[:Z_DIM]
-        basis = evecs[:, order].T  # (16, 768), orthonormal rows
+        order = torch.argsort(evals, descending=True)[:z_dim]
+        basis = evecs[:, order].T  # (z_dim, 768), orthonormal rows
         # Deterministic signs: the largest-magnitude entry of each component is positive.
         sign = torch.sign(basis.gather(1, basis.abs().argmax(1, keepdim=True)))
         basis = basis * sign
@@ -105,7 +129,7 @@ class LinearLatent(nn.Module):
     # ----------------------------------------------------------------------------------- encode
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:
-        """(B, 3, 4k+1, H, W) in [-1, 1] -> (B, 16, k+1, H/8, W/8) unit-variance latents."""
+        """(B, 3, 4k+1, H, W) in [-1, 1] -> (B, z_dim, k+1, H/8, W/8) unit-variance latents."""
         if (video.shape[2] - 1) % GROUP or video.shape[3] % CELL or video.shape[4] % CELL:
             raise ValueError(f"video shape {tuple(video.shape)}: need 4k+1 frames and sides divisible by 8")
         groups = _to_groups(_pad_first(video.float()))
@@ -119,7 +143,7 @@ class LinearLatent(nn.Module):
 
     # ----------------------------------------------------------------------------------- decode
     def _decode_groups(self, latents: torch.Tensor) -> torch.Tensor:
-        """(B, 16, T, h, w) -> (B, 3, 4T, 8h, 8w): linear inverse, plus the refiner's correction when trained."""
+        """(B, z_dim, T, h, w) -> (B, 3, 4T, 8h, 8w): linear inverse, plus the refiner's correction when trained."""
         z = latents.float().permute(0, 2, 3, 4, 1)
         video = _from_groups((z * self.std) @ self.basis + self.mean)
         if int(self.refine):
@@ -128,7 +152,7 @@ class LinearLatent(nn.Module):
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """(B, 16, T, h, w) -> (B, 3, 4(T-1)+1, 8h, 8w) in [-1, 1]; frame 0 is the mean of its group."""
+        """(B, z_dim, T, h, w) -> (B, 3, 4(T-1)+1, 8h, 8w) in [-1, 1]; frame 0 is the mean of its group."""
         video = self._decode_groups(latents).clamp(-1, 1)
         first = video[:, :, :GROUP].mean(dim=2, keepdim=True)
         return torch.cat([first, video[:, :, GROUP:]], dim=2)
@@ -165,7 +189,7 @@ class LinearLatent(nn.Module):
             padded = _pad_first(video)  # (1, 3, 4T, H, W)
             z = self.encode(video)
             t = z.shape[2]
-            zs.append(z[0].permute(1, 0, 2, 3))  # (T, 16, h, w)
+            zs.append(z[0].permute(1, 0, 2, 3))  # (T, z_dim, h, w)
             targets.append(padded[0].reshape(3, t, GROUP, *padded.shape[3:]).permute(1, 0, 2, 3, 4))
             w = torch.ones(t * GROUP, *padded.shape[3:])
             if boxes is not None:
@@ -183,7 +207,7 @@ class LinearLatent(nn.Module):
         history = []
         for step in range(steps):
             idx = torch.randint(0, len(z_all), (batch_size,), generator=g)
-            z = z_all[idx][:, :, None]  # (B, 16, 1, h, w)
+            z = z_all[idx][:, :, None]  # (B, z_dim, 1, h, w)
             with torch.no_grad():
                 zz = z.permute(0, 2, 3, 4, 1)
                 base = _from_groups((zz * self.std) @ self.basis + self.mean)
@@ -204,10 +228,11 @@ class LatentRefiner(nn.Module):
     """Nonlinear correction of the linear decode: latent cells (5x5 neighbourhood) -> a residual per
     pixel of the four frames, then a 3x3 pixel-level pass over the frames. About 0.1 M parameters."""
 
-    def __init__(self, hidden: int = 64, pixel_hidden: int = 32):
+    def __init__(self, z_dim: int = Z_DIM, hidden: int = 64, pixel_hidden: int = 32):
         super().__init__()
+        self.z_dim = z_dim
         self.cells = nn.Sequential(
-            nn.Conv2d(Z_DIM, hidden, 3, padding=1),
+            nn.Conv2d(z_dim, hidden, 3, padding=1),
             nn.GELU(),
             nn.Conv2d(hidden, hidden, 3, padding=1),
             nn.GELU(),
@@ -223,9 +248,9 @@ class LatentRefiner(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, latents: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
-        """latents (B, 16, T, h, w), base (B, 3, 4T, 8h, 8w) linear decode -> residual like base."""
+        """latents (B, z_dim, T, h, w), base (B, 3, 4T, 8h, 8w) linear decode -> residual like base."""
         b, _, t, h, w = latents.shape
-        x = latents.permute(0, 2, 1, 3, 4).reshape(b * t, Z_DIM, h, w)
+        x = latents.permute(0, 2, 1, 3, 4).reshape(b * t, self.z_dim, h, w)
         cells = self.cells(x)  # (bT, 4*3*64, h, w) -> pixels (bT, 4*3, 8h, 8w)
         cells = nn.functional.pixel_shuffle(cells, CELL)
         frames = (

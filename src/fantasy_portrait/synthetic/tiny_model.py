@@ -33,7 +33,18 @@ EMPTY_PROMPT_PATH = (
 )  # empty_prompt() in the pipeline's cache format
 
 TEXT_LEN = 512
-TINY_WAN = WanConfig(dim=128, ffn_dim=256, num_heads=4, num_layers=4, text_dim=16, freq_dim=64, image_dim=48)
+LATENT_CHANNELS = 48  # latent.Z_DIM: the DiT sees noisy latents + 4 mask channels + image latents
+TINY_WAN = WanConfig(
+    dim=128,
+    ffn_dim=256,
+    num_heads=4,
+    num_layers=4,
+    in_dim=2 * LATENT_CHANNELS + 4,
+    out_dim=LATENT_CHANNELS,
+    text_dim=16,
+    freq_dim=64,
+    image_dim=48,
+)
 TINY_ENCODER = ExpressionEncoderConfig(
     token_dim=64, resampler_dim=64, resampler_depth=1, resampler_heads=4, resampler_head_dim=16
 )
@@ -189,12 +200,12 @@ def load_tiny_model(path: str | os.PathLike | None = None):
     kwargs["motion_dim"] = enc_cfg.token_dim
     transformer = build_transformer(kwargs, device="cpu", dtype=torch.float32)
     encoder = ExpressionEncoder(enc_cfg)
-    latent = LinearLatent()
     try:
         transformer.load_state_dict(part("transformer"), strict=True)
         encoder.load_state_dict(part("encoder"), strict=True)
+        latent = LinearLatent(z_dim=part("latent")["basis"].shape[0])
         latent.load_state_dict(part("latent"), strict=True)
-    except RuntimeError as exc:
+    except (RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{path}: tensors do not fit the stored configuration ({exc})") from exc
     return transformer.eval(), encoder.eval(), latent, extra
 
@@ -208,10 +219,13 @@ def motion_encoder_digest() -> str:
     return hashlib.sha256(MOTION_WEIGHTS.read_bytes()).hexdigest()
 
 
-def build_pipeline(path: str | os.PathLike | None = None, *, face_backend="mediapipe", models=None):
+def build_pipeline(
+    path: str | os.PathLike | None = None, *, face_backend="mediapipe", models=None, masked_motion=None
+):
     """A :class:`~fantasy_portrait.pipeline.pipeline.FantasyPortraitPipeline` running the tiny model.
 
     models: optional (transformer, encoder, latent) already in memory (e.g. random, for tests).
+    masked_motion: default: as the weight file records (False only for the no-mask ablation model).
     """
     import tempfile
 
@@ -221,9 +235,12 @@ def build_pipeline(path: str | os.PathLike | None = None, *, face_backend="media
     from .latent import PatchImageEncoder
 
     if models is None:
-        transformer, encoder, latent, _ = load_tiny_model(path)
+        transformer, encoder, latent, extra = load_tiny_model(path)
+        if masked_motion is None:
+            masked_motion = bool(extra.get("masked_motion", True))
     else:
         transformer, encoder, latent = models
+    masked_motion = True if masked_motion is None else masked_motion
     weights = Path(path) if path is not None else WEIGHTS_PATH
     # The pipeline reads the empty prompt from a cache file beside the weights; ours is a constant.
     text_dim = int(transformer.config["text_dim"])
@@ -254,4 +271,5 @@ def build_pipeline(path: str | os.PathLike | None = None, *, face_backend="media
         device="cpu",
         memory_mode="auto",
         face_backend=face_backend,
+        masked_motion=masked_motion,
     )
