@@ -84,6 +84,21 @@ def main() -> None:
     print()
     print(metrics_table(mean, follow))
     print()
+    # Uncertainty of the pooled slopes: bootstrap over seeds (the cases are the independent units).
+    rng = np.random.default_rng(0)
+    boot: dict[str, list] = {name: [] for name in estimates}
+    for _ in range(200):
+        pick = rng.integers(0, len(motions), len(motions))
+        for name, est in estimates.items():
+            f = follow_leak([est[i] for i in pick], [motions[i] for i in pick], readable)
+            boot[name].append((f["follow"], f["leak"]))
+    print("follow / leak with bootstrap standard errors over seeds:")
+    for name, values in boot.items():
+        sd = np.std(np.array(values), axis=0)
+        print(
+            f"  {name}: follow {follow[name]['follow']:.3f} +- {sd[0]:.3f}, leak {follow[name]['leak']:+.3f} +- {sd[1]:.3f}"
+        )
+    print()
     print(f"follow / leak over the parameters the judge reads: {', '.join(readable)}")
     for name, f in follow.items():
         per = ", ".join(f"{k} {v['follow']:.2f}/{v['leak']:+.2f}" for k, v in f["per_parameter"].items())

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Train the synthetic world's judge network (src/fantasy_portrait/synthetic/weights/judge.safetensors).
 
-    python scripts/train_synthetic_judge.py --clips 400 --steps 2000 --seed 0 --threads 1
+    python scripts/train_synthetic_judge.py --clips 1600 --frames 5 --steps 4000 --seed 0 --threads 1 \
+        --latent runs/synthetic48/latent.safetensors
 
 Renders --clips scenes (seeds from synthetic.judge.SEED_BASE, apart from the model's and the demo's),
 adds each again after a round trip through the shipped tiny model's latent (and through every
@@ -68,8 +69,9 @@ def main(argv=None) -> int:
     from fantasy_portrait.synthetic.tiny_model import load_tiny_model
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--clips", type=int, default=400)
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--clips", type=int, default=1600)
+    p.add_argument("--frames", type=int, default=5, help="frames per training clip")
+    p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=WEIGHTS_PATH)
@@ -82,7 +84,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
-    options = JudgeOptions(num_clips=args.clips, steps=args.steps, seed=args.seed)
+    options = JudgeOptions(num_clips=args.clips, num_frames=args.frames, steps=args.steps, seed=args.seed)
     latents = [load_tiny_model()[2]]
     for path in args.latent or []:
         from safetensors.torch import load_file
@@ -91,7 +93,9 @@ def main(argv=None) -> int:
 
         latents.append(LinearLatent.from_state(load_file(str(path))))
     t0 = time.perf_counter()
-    data = render_judge_set(args.clips, SEED_BASE + args.seed, options.config.crop_size, latents)
+    data = render_judge_set(
+        args.clips, SEED_BASE + args.seed, options.config.crop_size, latents, num_frames=args.frames
+    )
     held_out = render_judge_set(
         60, SEED_BASE + 10_000 + args.seed, options.config.crop_size, latents, jitter=0.0
     )

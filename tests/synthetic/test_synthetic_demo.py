@@ -40,10 +40,10 @@ def test_cases_start_from_the_portrait_and_drivers_follow_the_same_motion(cases)
     assert np.array_equal(again.truth.frames, case.truth.frames)
 
 
-def test_latent_has_the_wan_vae_layout_and_stream_equals_whole(latent, cases):
+def test_latent_has_the_wan_vae_shapes_and_stream_equals_whole(latent, cases):
     video = to_video_tensor(cases[1].truth.frames)
     z = latent.encode(video)
-    assert z.shape == (1, 48, 5, 8, 16)  # Wan's 8x8 cells, 4x time, causal frame 0; 48 channels
+    assert z.shape == (1, 16, 5, 8, 16)  # the Wan VAE's shapes: 8x8 cells, 4x time, causal frame 0
     chunks = [video[:, :, :1]] + [video[:, :, 1 + 4 * k : 5 + 4 * k] for k in range(4)]
     torch.testing.assert_close(latent.encode_stream(iter(chunks)), z)
     whole = latent.decode(z)
@@ -57,11 +57,10 @@ def test_latent_has_the_wan_vae_layout_and_stream_equals_whole(latent, cases):
     # It keeps most of the variance of a clip it was not fitted on, far more than the mean alone.
     other = make_case(100_010).truth.frames
     assert latent.explained_variance([other]) > 0.8
-    # 16 channels (the Wan VAE's) keep less: what the 48-channel choice buys.
-    fewer = LinearLatent.fit([c.truth.frames for c in cases], z_dim=16)
-    assert fewer.z_dim == 16 and fewer.explained_variance([other]) < latent.explained_variance([other]) - 0.02
-    # A state dict round trip keeps the channel count.
-    assert LinearLatent.from_state(fewer.state_dict()).z_dim == 16
+    # More channels keep more (the 48-channel experiment in docs/demo.md); the state keeps the count.
+    more = LinearLatent.fit([c.truth.frames for c in cases], z_dim=48)
+    assert more.z_dim == 48 and more.explained_variance([other]) > latent.explained_variance([other]) + 0.02
+    assert LinearLatent.from_state(more.state_dict()).z_dim == 48
 
 
 def test_patch_image_encoder_shape_and_locality():
@@ -129,10 +128,33 @@ def test_demo_runs_end_to_end_with_random_weights(tmp_path, latent):
     assert m["ground truth"]["mean"]["ssim"] > 0.999 > m["repeat portrait"]["mean"]["ssim"]
     # The ground truth follows each face's own driver and not the other one; the still portrait neither.
     follow = summary["follow"]
-    assert follow["ground truth"]["follow"] > 0.5 and abs(follow["ground truth"]["leak"]) < 0.15
-    assert abs(follow["repeat portrait"]["follow"]) < 1e-6 and abs(follow["repeat portrait"]["leak"]) < 1e-6
+    gt = follow["ground truth"]  # one short case: the slopes are rough (the benchmark pools 20)
+    assert gt["follow"] > 0.3 and abs(gt["leak"]) < gt["follow"] / 2
+    # (The still portrait is read in the moving ground-truth boxes, so its slopes are small, not zero.)
+    assert abs(follow["repeat portrait"]["follow"]) < 0.1 and abs(follow["repeat portrait"]["leak"]) < 0.1
     assert set(follow["model"]["per_parameter"]) == {n for names in GROUPS.values() for n in names}
     assert "| model |" in result.files["table"].read_text()
+
+
+def test_pipeline_runs_a_tiny_model_with_more_latent_channels(tmp_path, cases):
+    """The pipeline takes the noise's channel count from the transformer (48-channel experiment)."""
+    import dataclasses
+
+    from fantasy_portrait.synthetic.demo import run_demo
+    from fantasy_portrait.synthetic.tiny_model import TINY_WAN, build_models
+
+    wan = dataclasses.replace(TINY_WAN, in_dim=2 * 48 + 4, out_dim=48)
+    transformer, encoder = build_models(wan=wan, seed=2)
+    latent = LinearLatent.fit([c.truth.frames for c in cases], z_dim=48)
+    result = run_demo(
+        tmp_path / "z48",
+        models=(transformer.eval(), encoder.eval(), latent),
+        num_steps=1,
+        exact_boxes=True,
+        progress=False,
+    )
+    assert result.metrics["model"]["mean"]["psnr"] > 0
+    assert len(result.estimates["model"][0]) == NUM_FRAMES - 1
 
 
 def test_shipped_model_reproduces_its_recorded_demo_metrics(tmp_path):

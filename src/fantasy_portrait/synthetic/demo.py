@@ -115,7 +115,8 @@ def follow_leak(
     series (identity and framing biases drop out), then pooled. Per parameter, least squares of the
     estimate on the face's own driver's parameter and on the other drivers' (mean of the others):
     ``follow`` and ``leak`` are the two slopes averaged over ``parameters`` (default: all 13; the
-    demo passes the ones the judge reads, ``judge.readable``). The ground truth has leak 0 and the
+    demo passes the ones the judge reads, ``judge.readable``) that vary in the clips (NaN slopes for
+    the others, e.g. blinks when no driver blinks). The ground truth has leak 0 and the
     judge's follow (below 1: its estimates shrink towards the mean); a face that copies the other
     driver has a leak as large as that follow. Slopes of every parameter are in ``per_parameter``.
     """
@@ -141,9 +142,16 @@ def follow_leak(
         coef, *_ = np.linalg.lstsq(x, y[:, p], rcond=None)
         slopes.append(coef)
     slopes = np.array(slopes)
+    # Parameters that do not move in these clips (no blink in 17 frames, say) have no slope to measure.
+    varies = own.std(0) > 1e-3
+    slopes[~varies] = np.nan
+    used = [i for i in (TARGET_ORDER.index(n) for n in (parameters or TARGET_ORDER)) if varies[i]]
+    if not used:
+        raise ValueError("none of the chosen parameters varies in these clips")
     return {
-        "follow": float(slopes[:, 0].mean()),
-        "leak": float(slopes[:, 1].mean()),
+        "follow": float(slopes[used, 0].mean()),
+        "leak": float(slopes[used, 1].mean()),
+        "parameters": [TARGET_ORDER[i] for i in used],
         "per_parameter": {
             n: {"follow": float(a), "leak": float(b)} for n, (a, b) in zip(TARGET_ORDER, slopes)
         },

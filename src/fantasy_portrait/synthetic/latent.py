@@ -26,7 +26,7 @@ from torch import nn
 
 CELL = 8
 GROUP = 4
-Z_DIM = 48  # default channels (see the module docstring)
+Z_DIM = 16  # default channels (see the module docstring)
 
 
 def _to_groups(video: torch.Tensor) -> torch.Tensor:

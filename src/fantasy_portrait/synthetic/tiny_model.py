@@ -33,7 +33,7 @@ EMPTY_PROMPT_PATH = (
 )  # empty_prompt() in the pipeline's cache format
 
 TEXT_LEN = 512
-LATENT_CHANNELS = 48  # latent.Z_DIM: the DiT sees noisy latents + 4 mask channels + image latents
+LATENT_CHANNELS = 16  # latent.Z_DIM: the DiT sees noisy latents + 4 mask channels + image latents
 TINY_WAN = WanConfig(
     dim=128,
     ffn_dim=256,
