@@ -12,6 +12,7 @@ Without --weights the shipped model is the ``model`` row; with --weights every n
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 
@@ -27,6 +28,7 @@ def main() -> None:
     p.add_argument("--guidance", type=float, default=None)
     p.add_argument("--weights", nargs="*", default=[], help="NAME=PATH tiny model files (default: shipped)")
     p.add_argument("--exact-boxes", action="store_true", help="give the pipeline the renderer's boxes")
+    p.add_argument("--save", help="write the per-row metrics, judge estimates and motions to this .npz")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -73,6 +75,13 @@ def main() -> None:
     mean = {
         name: {"mean": {k: float(np.mean([v[k] for v in vs])) for k in vs[0]}} for name, vs in rows.items()
     }
+    if args.save:
+        np.savez_compressed(
+            args.save,
+            rows=json.dumps(rows),
+            motions=np.stack(motions),
+            **{f"estimates/{name}": np.stack(est) for name, est in estimates.items()},
+        )
     from fantasy_portrait.synthetic.judge import load_judge
 
     readable = load_judge().readable

@@ -196,17 +196,18 @@ def train_judge(options: JudgeOptions, data: JudgeSet) -> tuple[Judge, dict]:
 
 @torch.no_grad()
 def evaluate(judge: Judge, data: JudgeSet) -> dict:
-    """Per-parameter MAE on ``data`` (clean and latent crops apart) next to the mean predictor's."""
+    """Per-parameter MAE on ``data`` (clean and latent crops apart) next to the best constant's (the
+    median: under absolute error it beats the mean, which matters for skewed parameters like blinks)."""
     pred = torch.cat(
         [judge(_tensor(data.crops[i : i + 512])) for i in range(0, len(data.crops), 512)]
     ).numpy()
     err = np.abs(pred - data.targets)
-    base = np.abs(data.targets - data.targets.mean(0))
+    base = np.abs(data.targets - np.median(data.targets, axis=0))
     out = {}
     for name, mask in (("clean", ~data.through_latent), ("latent", data.through_latent)):
         if mask.any():
             out[name] = {n: float(err[mask, j].mean()) for j, n in enumerate(TARGET_ORDER)}
-    out["mean_predictor"] = {n: float(base[:, j].mean()) for j, n in enumerate(TARGET_ORDER)}
+    out["constant_predictor"] = {n: float(base[:, j].mean()) for j, n in enumerate(TARGET_ORDER)}
     return out
 
 
@@ -229,10 +230,10 @@ READABLE_RATIO = 0.75
 
 def readable_parameters(held_out_mae: dict | None) -> tuple[str, ...]:
     """Parameters the judge reads: held-out error on clean renders below READABLE_RATIO x the error
-    of always predicting the mean (all of them when no record is given)."""
-    if not held_out_mae:
+    of the best constant prediction (all of them when the record lacks it)."""
+    if not held_out_mae or "constant_predictor" not in held_out_mae:
         return TARGET_ORDER
-    clean, base = held_out_mae["clean"], held_out_mae["mean_predictor"]
+    clean, base = held_out_mae["clean"], held_out_mae["constant_predictor"]
     return tuple(n for n in TARGET_ORDER if clean[n] < READABLE_RATIO * base[n])
 
 
