@@ -91,7 +91,8 @@ def _run(args) -> int:
         "motion MAE: normalised units (ranges mapped to [-1, 1]) of the judge network's estimates (trained "
         "apart from the motion encoder), frames 1..16; lower is better. face PSNR / SSIM: inside each face's "
         "ground-truth box; higher is better. follow / leak: slope of a face's estimated motion on its own "
-        "driver's / the other driver's parameters (ground truth: the judge's follow, leak 0)."
+        "driver's / the other driver's parameters; on one 16-frame case they are rough (see the ground truth's "
+        "own leak), benchmarks/demo.md pools 20 cases."
     )
     m = result.metrics
     verdict = []
