@@ -21,39 +21,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
-
-
-def encoder_readout_mae(num_clips: int, seed: int) -> dict:
-    """The motion encoder's read-out MAE on the same kind of held-out clips (its own aligned crops)."""
-    from fantasy_portrait.synthetic.cases import CELL, HEAD_SIZE, NUM_FRAMES, _scene
-    from fantasy_portrait.synthetic.judge import TARGET_ORDER
-    from fantasy_portrait.synthetic.motion_encoder import (
-        aligned_crops,
-        load_motion_encoder,
-        predict_motion,
-        targets_of,
-    )
-    from fantasy_portrait.synthetic.params import random_identity
-    from fantasy_portrait.synthetic.performance import random_performance
-    from fantasy_portrait.synthetic.scenes import render_clip
-
-    net = load_motion_encoder()
-    rng = np.random.default_rng([seed, 4421])
-    errs = []
-    for _ in range(num_clips):
-        n = int(rng.integers(1, 3))
-        scene = _scene([random_identity(rng) for _ in range(n)], rng, CELL, HEAD_SIZE)
-        motion = np.stack([random_performance(NUM_FRAMES, rng) for _ in range(n)], axis=1)
-        clip = render_clip(scene, motion)
-        for i in range(n):
-            crops = aligned_crops(
-                clip.frames, clip.five_points[:, i].astype(np.float64), net.config.crop_size
-            )
-            errs.append(np.abs(predict_motion(net, crops) - targets_of(motion[:, i])))
-    err = np.concatenate(errs)
-    return {n: float(err[:, j].mean()) for j, n in enumerate(TARGET_ORDER)}
 
 
 def main(argv=None) -> int:
@@ -95,14 +63,17 @@ def main(argv=None) -> int:
         from fantasy_portrait.synthetic.latent import LinearLatent
 
         latents.append(LinearLatent.from_state(load_file(str(path))))
+    from fantasy_portrait.synthetic.motion_encoder import load_motion_encoder
+
+    encoder = load_motion_encoder()
     if args.rescore:
-        return rescore(args.out, latents, args.seed)
+        return rescore(args.out, latents, args.seed, encoder)
     t0 = time.perf_counter()
     data = render_judge_set(
         args.clips, SEED_BASE + args.seed, options.config.crop_size, latents, num_frames=args.frames
     )
     held_out = render_judge_set(
-        60, SEED_BASE + 10_000 + args.seed, options.config.crop_size, latents, jitter=0.0
+        60, SEED_BASE + 10_000 + args.seed, options.config.crop_size, latents, jitter=0.0, encoder=encoder
     )
     t_data = time.perf_counter() - t0
     logging.info(
@@ -110,7 +81,6 @@ def main(argv=None) -> int:
     )
     model, log = train_judge(options, data)
     scores = evaluate(model, held_out)
-    scores["motion_encoder_readouts_clean"] = encoder_readout_mae(60, SEED_BASE + 10_000 + args.seed)
     record = {
         "command": " ".join(["python", "scripts/train_synthetic_judge.py", *(argv or sys.argv[1:])]),
         "options": {k: v for k, v in asdict(options).items() if k != "config"},
@@ -127,14 +97,15 @@ def main(argv=None) -> int:
     return 0
 
 
-def rescore(path: Path, latents, seed: int) -> int:
+def rescore(path: Path, latents, seed: int, encoder) -> int:
     """Re-measure a trained judge on the held-out clips; rewrite its metadata and JSON record."""
     from fantasy_portrait.synthetic.judge import SEED_BASE, evaluate, load_judge, render_judge_set, save_judge
 
     model = load_judge(path)
-    held_out = render_judge_set(60, SEED_BASE + 10_000 + seed, model.config.crop_size, latents, jitter=0.0)
+    held_out = render_judge_set(
+        60, SEED_BASE + 10_000 + seed, model.config.crop_size, latents, jitter=0.0, encoder=encoder
+    )
     scores = evaluate(model, held_out)
-    scores["motion_encoder_readouts_clean"] = encoder_readout_mae(60, SEED_BASE + 10_000 + seed)
     save_judge(path, model, extra={"held_out_mae": scores})
     record_path = path.with_suffix(".json")
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}

@@ -109,6 +109,9 @@ class JudgeSet:
     crops: np.ndarray  # (M, S, S, 3) uint8
     targets: np.ndarray  # (M, 13) float32
     through_latent: np.ndarray  # (M,) bool: crop of a latent round trip
+    # (M,) 13 read-outs of the motion encoder on the same faces (clean rows only; NaN elsewhere),
+    # when render_judge_set was given an encoder: the comparison in the judge's record.
+    encoder_estimates: np.ndarray | None = None
 
 
 def render_judge_set(
@@ -118,12 +121,14 @@ def render_judge_set(
     latents=(),
     jitter: float = 0.04,
     num_frames: int | None = None,
+    encoder=None,
 ) -> JudgeSet:
     """Crops of cross-reenactment-style scenes (1 or 2 characters, the tiny model's 64-px cells, random
     identities and performances). Every clip is also added after a round trip through each of
     ``latents``. Boxes are jittered by ``jitter`` of their size (position and scale), as no crop is
     exact. num_frames: frames per clip (default: the demo's 17; fewer, more varied clips generalise
-    better for the same rendering time)."""
+    better for the same rendering time). encoder: a tiny motion encoder whose read-outs of the same
+    clean faces (its own aligned crops, exact five points) are kept for comparison."""
     from .cases import CELL, HEAD_SIZE, NUM_FRAMES, _scene
     from .demo import through_latent
     from .params import random_identity
@@ -131,7 +136,7 @@ def render_judge_set(
     from .scenes import render_clip
 
     rng = np.random.default_rng([seed, 4421])
-    crops, targets, via = [], [], []
+    crops, targets, via, readouts = [], [], [], []
     for _ in range(num_clips):
         n = int(rng.integers(1, 3))
         scene = _scene([random_identity(rng) for _ in range(n)], rng, CELL, HEAD_SIZE)
@@ -149,7 +154,25 @@ def render_judge_set(
                 crops.append(box_crops(frames, np.concatenate([centre - half, centre + half], 1), crop_size))
                 targets.append(targets_of(clip.motion[:, i]))
                 via.append(np.full(len(boxes), is_latent))
-    return JudgeSet(np.concatenate(crops), np.concatenate(targets).astype(np.float32), np.concatenate(via))
+                if encoder is not None:
+                    readouts.append(
+                        np.full((len(boxes), len(TARGET_ORDER)), np.nan, np.float32)
+                        if is_latent
+                        else _encoder_readouts(encoder, frames, clip.five_points[:, i])
+                    )
+    return JudgeSet(
+        np.concatenate(crops),
+        np.concatenate(targets).astype(np.float32),
+        np.concatenate(via),
+        np.concatenate(readouts) if readouts else None,
+    )
+
+
+def _encoder_readouts(encoder, frames: np.ndarray, five_points: np.ndarray) -> np.ndarray:
+    from .motion_encoder import aligned_crops, predict_motion
+
+    crops = aligned_crops(frames, five_points.astype(np.float64), encoder.config.crop_size)
+    return predict_motion(encoder, crops).astype(np.float32)
 
 
 @dataclass
@@ -208,6 +231,12 @@ def evaluate(judge: Judge, data: JudgeSet) -> dict:
         if mask.any():
             out[name] = {n: float(err[mask, j].mean()) for j, n in enumerate(TARGET_ORDER)}
     out["constant_predictor"] = {n: float(base[:, j].mean()) for j, n in enumerate(TARGET_ORDER)}
+    if data.encoder_estimates is not None:
+        clean = ~data.through_latent
+        enc = np.abs(data.encoder_estimates[clean] - data.targets[clean])
+        out["motion_encoder_readouts_clean"] = {
+            n: float(enc[:, j].mean()) for j, n in enumerate(TARGET_ORDER)
+        }
     return out
 
 
