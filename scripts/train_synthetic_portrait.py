@@ -53,6 +53,19 @@ def variant_models(variant: str, seed: int):
     return build_models(encoder=encoder, seed=seed)
 
 
+def load_trained(path: Path, transformer, encoder) -> None:
+    """Load a trainer weight file (keys prefixed transformer. / encoder.) into the two modules."""
+    from safetensors.torch import load_file
+
+    weights = load_file(str(path))
+    missing = []
+    for prefix, module in (("transformer.", transformer), ("encoder.", encoder)):
+        own = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+        missing += module.load_state_dict(own, strict=False).missing_keys
+    if missing:
+        raise SystemExit(f"{path}: lacks {missing[:5]}")
+
+
 def variant_overrides(variant: str) -> list[str]:
     return ["model.masked_motion=false"] if variant == "no-mask" else []
 
@@ -153,14 +166,7 @@ def train(
     )
     transformer, encoder = variant_models(variant, cfg.model.init_seed)
     if init_from is not None:  # continue a finished run on a new set (a fresh optimizer and EMA)
-        from safetensors.torch import load_file
-
-        weights = load_file(str(init_from))
-        for prefix, module in (("transformer.", transformer), ("encoder.", encoder)):
-            own = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
-            missing = module.load_state_dict(own, strict=False).missing_keys
-            if missing:
-                raise SystemExit(f"{init_from}: lacks {missing[:5]}")
+        load_trained(init_from, transformer, encoder)
         logging.info("initialised from %s", init_from)
     result = trainer_mod.Trainer(cfg, transformer=transformer, encoder=encoder).train()
     return cfg, result
@@ -178,15 +184,8 @@ def install(out: Path, cfg, command: str, variant: str = "full", target: Path | 
     if last is None:
         raise SystemExit(f"no checkpoint in {out / 'train'}")
     name = EMA_FILE if (last / EMA_FILE).is_file() else TRAINABLE_FILE
-    weights = load_file(str(last / name))
     transformer, encoder = variant_models(variant, cfg.model.init_seed)
-    missing = []
-    for prefix, module in (("transformer.", transformer), ("encoder.", encoder)):
-        own = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
-        result = module.load_state_dict(own, strict=False)
-        missing += result.missing_keys
-    if missing:
-        raise SystemExit(f"checkpoint lacks {missing[:5]}")
+    load_trained(last / name, transformer, encoder)
     latent_dir = Path(cfg.data.root).parent  # the latent was fitted beside the set it encoded
     refined = latent_dir / "latent_refined.safetensors"
     if refined.is_file():
