@@ -15,11 +15,8 @@ import math
 import torch
 from diffusers import WanTransformer3DModel
 from diffusers.configuration_utils import register_to_config
-from diffusers.models.transformers.transformer_wan import (
-    WanTransformerBlock,
-    _get_added_kv_projections,
-    _get_qkv_projections,
-)
+from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
+from diffusers.models.transformers.transformer_wan import WanTransformerBlock
 from torch import nn
 
 from .motion_attention import MotionCondition, MotionStep, motion_attention
@@ -51,14 +48,14 @@ class MotionCrossAttnProcessor:
             image_context = encoder_hidden_states[:, :split]
             encoder_hidden_states = encoder_hidden_states[:, split:]
 
-        query, key, value = _get_qkv_projections(attn, hidden_states, encoder_hidden_states)
+        query, key, value = _qkv(attn, hidden_states, encoder_hidden_states)
         query = attn.norm_q(query).unflatten(2, (attn.heads, -1))
         key = attn.norm_k(key).unflatten(2, (attn.heads, -1))
         value = value.unflatten(2, (attn.heads, -1))
 
         image_out = None
         if image_context is not None:
-            key_img, value_img = _get_added_kv_projections(attn, image_context)
+            key_img, value_img = _added_kv(attn, image_context)
             key_img = attn.norm_added_k(key_img).unflatten(2, (attn.heads, -1))
             value_img = value_img.unflatten(2, (attn.heads, -1))
             image_out = self._attend(query, key_img, value_img).flatten(2, 3).type_as(query)
@@ -120,6 +117,23 @@ class MotionCrossAttnProcessor:
         return out.index_add(0, active, scale.index_select(0, active).view(-1, 1, 1) * result)
 
 
+def _qkv(attn, hidden_states: torch.Tensor, context: torch.Tensor):
+    """Cross-attention query (from the video tokens) and key/value (from the context); fused or not."""
+    query = attn.to_q(hidden_states)
+    if getattr(attn, "fused_projections", False):
+        key, value = attn.to_kv(context).chunk(2, dim=-1)
+    else:
+        key, value = attn.to_k(context), attn.to_v(context)
+    return query, key, value
+
+
+def _added_kv(attn, image_context: torch.Tensor):
+    """Key/value of the image tokens (Wan I2V's added projections); fused or not."""
+    if getattr(attn, "fused_projections", False):
+        return attn.to_added_kv(image_context).chunk(2, dim=-1)
+    return attn.add_k_proj(image_context), attn.add_v_proj(image_context)
+
+
 def timestep_sinusoid(timestep: torch.Tensor, dim: int) -> torch.Tensor:
     """(B,) -> (B, dim) [cos, sin] timestep embedding, computed in float64 as the released model was."""
     half = dim // 2
@@ -174,12 +188,14 @@ class FantasyPortraitTransformer(WanTransformer3DModel):
             rope_max_seq_len=rope_max_seq_len,
             pos_embed_seq_len=pos_embed_seq_len,
         )
-        for block in self.blocks:
-            # Same parameters, a forward that also takes the motion input; calling the block itself
-            # keeps module hooks (offloading, caching) working.
-            block.__class__ = MotionWanBlock
+        # The same blocks as MotionWanBlock instances: a forward that also takes the motion input,
+        # registered with diffusers' block registry so its hooks (caches, offloading) run on them.
+        inner_dim = num_attention_heads * attention_head_dim
+        self.blocks = nn.ModuleList(
+            [MotionWanBlock.from_wan_block(b, inner_dim, ffn_dim, num_attention_heads) for b in self.blocks]
+        )
         if motion_dim is not None:
-            inner = num_attention_heads * attention_head_dim
+            inner = inner_dim
             for index, block in enumerate(self.blocks):
                 attn = block.attn2
                 attn.motion_k_proj = nn.Linear(motion_dim, inner, bias=False)
@@ -233,7 +249,7 @@ class FantasyPortraitTransformer(WanTransformer3DModel):
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 x = self._gradient_checkpointing_func(block, x, context, timestep_proj, rotary_emb, step)
             else:
-                x = block(x, context, timestep_proj, rotary_emb, step)
+                x = block(x, context, timestep_proj, rotary_emb, motion=step)
 
         shift, scale = (self.scale_shift_table.to(temb.device) + temb.unsqueeze(1)).chunk(2, dim=1)
         x = (self.norm_out(x.float()) * (1 + scale.to(x.device)) + shift.to(x.device)).type_as(x)
@@ -262,13 +278,34 @@ class FantasyPortraitTransformer(WanTransformer3DModel):
 class MotionWanBlock(WanTransformerBlock):
     """diffusers' Wan block with the motion input passed on to its cross-attention.
 
-    The constructor is diffusers'; :class:`FantasyPortraitTransformer` sets this class on the blocks
-    it builds, so parameters and key names are exactly the base model's.
+    The constructor is diffusers'; parameters and key names are exactly the base model's.
+    Registered with diffusers' ``TransformerBlockRegistry`` (as the Wan block is), so
+    ``transformer.enable_cache(...)`` (FirstBlockCache, MagCache, ...) hooks these blocks: the
+    forward takes ``hidden_states`` first by that name and returns the hidden states alone, and the
+    motion input is a keyword argument the hooks pass through unchanged.
     """
 
+    @classmethod
+    def from_wan_block(cls, block: WanTransformerBlock, dim: int, ffn_dim: int, heads: int) -> MotionWanBlock:
+        """A MotionWanBlock holding ``block``'s own submodules and parameters (no copy, no random init:
+        the shell is built on the meta device, so the random stream of a seeded build is unchanged)."""
+        with torch.device("meta"):
+            new = cls(dim, ffn_dim, heads)
+        for name in list(new._modules):
+            setattr(new, name, block._modules[name])
+        for name, param in block.named_parameters(recurse=False):
+            setattr(new, name, param)
+        new.train(block.training)
+        return new
+
     def forward(
-        self, hidden_states, encoder_hidden_states, temb, rotary_emb, motion: MotionStep | None = None
-    ):
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        temb: torch.Tensor,
+        rotary_emb,
+        motion: MotionStep | None = None,
+    ) -> torch.Tensor:
         x = hidden_states
         shift_msa, scale_msa, gate_msa, c_shift, c_scale, c_gate = (
             self.scale_shift_table + temb.float()
@@ -282,6 +319,12 @@ class MotionWanBlock(WanTransformerBlock):
             x = x + self.attn2(norm, encoder_hidden_states, None, None, motion=motion)
         norm = (self.norm3(x.float()) * (1 + c_scale) + c_shift).type_as(x)
         return (x.float() + self.ffn(norm).float() * c_gate).type_as(x)
+
+
+TransformerBlockRegistry.register(
+    model_class=MotionWanBlock,
+    metadata=TransformerBlockMetadata(return_hidden_states_index=0, return_encoder_hidden_states_index=None),
+)
 
 
 def count_parameters(module: nn.Module) -> int:
