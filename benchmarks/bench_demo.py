@@ -113,7 +113,68 @@ def main() -> None:
         per = ", ".join(f"{k} {v['follow']:.2f}/{v['leak']:+.2f}" for k, v in f["per_parameter"].items())
         print(f"  {name}: {per}")
     print()
+    print(per_parameter_table(estimates, motions, readable, rng))
+    print()
+    print(versus_baselines(rows))
+    print()
     print(f"run_demo wall time: median {np.median(times):.1f} s, max {max(times):.1f} s")
+
+
+def _se(values) -> float:
+    values = np.asarray(values, np.float64)
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+
+
+def versus_baselines(rows: dict[str, list[dict]]) -> str:
+    """Markdown: every model row's all-parameter motion MAE and face PSNR, mean ± standard error over
+    seeds, and its paired differences from the two baselines on the same seeds (± standard error)."""
+    baselines = ("repeat portrait", "paste driver")
+    models = [name for name in rows if name not in (*baselines, "ground truth via latent", "ground truth")]
+    head = "| method | all MAE | face PSNR (dB) | " + " | ".join(
+        f"MAE - {b} | PSNR - {b} (dB)" for b in baselines
+    )
+    lines = [head + " |", "|---" * (3 + 2 * len(baselines)) + "|"]
+    for name in [*models, *baselines, "ground truth via latent"]:
+        if name not in rows:
+            continue
+        mae = [r["all"] for r in rows[name]]
+        psnr = [r["psnr"] for r in rows[name]]
+        cells = [f"{np.mean(mae):.3f} ± {_se(mae):.3f}", f"{np.mean(psnr):.2f} ± {_se(psnr):.2f}"]
+        for b in baselines:
+            if name in baselines:
+                cells += ["", ""]
+                continue
+            dm = np.subtract(mae, [r["all"] for r in rows[b]])
+            dp = np.subtract(psnr, [r["psnr"] for r in rows[b]])
+            cells += [f"{dm.mean():+.3f} ± {_se(dm):.3f}", f"{dp.mean():+.2f} ± {_se(dp):.2f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "(± : standard error over seeds; differences are paired, seed by seed)\n" + "\n".join(lines)
+
+
+def per_parameter_table(estimates: dict, motions: list, readable, rng, rounds: int = 200) -> str:
+    """Markdown: follow / leak per readable parameter and row, ± bootstrap standard error over seeds."""
+    from fantasy_portrait.synthetic.demo import follow_leak
+
+    names = list(estimates)
+    point = {name: follow_leak(estimates[name], motions, readable)["per_parameter"] for name in names}
+    boot = {name: [] for name in names}
+    for _ in range(rounds):
+        pick = rng.integers(0, len(motions), len(motions))
+        for name in names:
+            f = follow_leak([estimates[name][i] for i in pick], [motions[i] for i in pick], readable)
+            boot[name].append(f["per_parameter"])
+    lines = ["| parameter | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for p in readable:
+        cells = []
+        for name in names:
+            fo = np.array([b[p]["follow"] for b in boot[name]])
+            le = np.array([b[p]["leak"] for b in boot[name]])
+            cells.append(
+                f"{point[name][p]['follow']:.2f} ± {np.nanstd(fo):.2f} / "
+                f"{point[name][p]['leak']:+.2f} ± {np.nanstd(le):.2f}"
+            )
+        lines.append(f"| {p} | " + " | ".join(cells) + " |")
+    return "follow / leak per readable parameter (± bootstrap standard error over seeds)\n" + "\n".join(lines)
 
 
 if __name__ == "__main__":

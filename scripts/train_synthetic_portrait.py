@@ -70,6 +70,153 @@ def variant_overrides(variant: str) -> list[str]:
     return ["model.masked_motion=false"] if variant == "no-mask" else []
 
 
+CACHE_PART = 100  # cases per file of the rendered-case cache
+
+
+class _NoLatent:
+    """Stands in for the latent while the latent-free tensors of a case are cached (see render_cases)."""
+
+    def encode(self, video):
+        return torch.zeros(1, 0)
+
+    def encode_stream(self, chunks):
+        return torch.zeros(1, 0)
+
+
+def render_cases(cache: Path, samples: int, seed: int) -> None:
+    """Render the training cases once, with everything but their latents: ``cache/part_XXX.safetensors``
+    (CACHE_PART cases each: ground-truth frames and boxes, and the latent-free training tensors).
+    The latent (fitted or trained on these frames) then only encodes them (:func:`cached_cases`).
+    Interrupting and re-running continues with the first missing part."""
+    from safetensors.torch import save_file
+    from tqdm import tqdm
+
+    from fantasy_portrait.synthetic.cases import make_case, training_tensors
+    from fantasy_portrait.synthetic.latent import PatchImageEncoder
+    from fantasy_portrait.synthetic.tiny_model import SyntheticMotionEncoder, empty_prompt
+
+    cache.mkdir(parents=True, exist_ok=True)
+    image_encoder, encoder, text = PatchImageEncoder(), SyntheticMotionEncoder(), empty_prompt()
+    for part in range((samples + CACHE_PART - 1) // CACHE_PART):
+        path = cache / f"part_{part:03d}.safetensors"
+        if path.is_file():
+            continue
+        # One jitter stream per part, so that a resumed run draws exactly what an uninterrupted one does.
+        rng = np.random.default_rng([seed, 991, part])
+        tensors = {}
+        first = part * CACHE_PART
+        for i in tqdm(range(first, min(first + CACHE_PART, samples)), desc=f"part {part}", mininterval=30):
+            case = make_case(CASE_SEED_BASE + i)
+            with torch.no_grad():
+                t = training_tensors(case, _NoLatent(), image_encoder, encoder, text, rng)
+            for k in ("clip", "motion", "labels", "regions"):  # text: the constant empty prompt
+                tensors[f"{i}.{k}"] = t[k].clone().contiguous()
+            tensors[f"{i}.frames"] = torch.from_numpy(np.ascontiguousarray(case.truth.frames))
+            tensors[f"{i}.boxes"] = torch.from_numpy(np.ascontiguousarray(case.truth.boxes, np.float32))
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file(tensors, str(tmp))
+        tmp.replace(path)
+        logging.info("cached cases %d..%d in %s", first, first + CACHE_PART - 1, path)
+
+
+def cached_cases(cache: Path, samples: int):
+    """Yield (index, tensors) of the first ``samples`` cached cases (render_cases' files, in order)."""
+    from safetensors.torch import load_file
+
+    for part in range((samples + CACHE_PART - 1) // CACHE_PART):
+        path = cache / f"part_{part:03d}.safetensors"
+        if not path.is_file():
+            raise SystemExit(f"{path}: missing (run with --cache-only first, or without --cache)")
+        data = load_file(str(path))
+        for i in range(part * CACHE_PART, min((part + 1) * CACHE_PART, samples)):
+            yield i, {k.split(".", 1)[1]: v for k, v in data.items() if k.split(".", 1)[0] == str(i)}
+
+
+def fit_conv(out: Path, cache: Path, cases: int, steps: int, seed: int, base: Path | None = None) -> Path:
+    """Train the convolutional latent (``synthetic.latent.ConvLatent``) on the ground-truth clips of the
+    first ``cases`` cached cases, starting from the linear latent in ``base`` (default: the shipped
+    model's). Writes ``<out>/latent.safetensors`` (+ a JSON record); resumes from its checkpoint."""
+    from safetensors.torch import load_file, save_file
+
+    from fantasy_portrait.synthetic.latent import ConvLatent, LinearLatent, fit_conv_latent
+    from fantasy_portrait.synthetic.tiny_model import load_tiny_model
+
+    path = out / "latent.safetensors"
+    if path.is_file():
+        logging.info("reusing %s", path)
+        return path
+    linear = LinearLatent.from_state(load_file(str(base))) if base else load_tiny_model()[2]
+    latent = ConvLatent(linear)
+    clips, boxes = [], []
+    for _, t in cached_cases(cache, cases):
+        clips.append(t["frames"].numpy())
+        boxes.append(t["boxes"].numpy())
+    ckpt_path = out / "latent_conv_checkpoint.pt"
+    state = torch.load(ckpt_path, weights_only=True) if ckpt_path.is_file() else None
+
+    def checkpoint(step, st):
+        torch.save(st, out / ".latent_conv_checkpoint.pt.tmp")
+        (out / ".latent_conv_checkpoint.pt.tmp").replace(ckpt_path)
+
+    t0 = time.perf_counter()
+    before = linear.explained_variance(clips[:16])
+    history = fit_conv_latent(
+        latent, clips, boxes, steps=steps, seed=seed, state=state, checkpoint=checkpoint
+    )
+    after = latent.explained_variance(clips[:16])
+    logging.info("conv latent: variance kept %.3f -> %.3f (%.0f s)", before, after, time.perf_counter() - t0)
+    save_file({k: v.contiguous() for k, v in latent.state_dict().items()}, str(path))
+    (out / "latent.json").write_text(
+        json.dumps(
+            {
+                "kind": "conv",
+                "cases": cases,
+                "steps": steps,
+                "seed": seed,
+                "explained_linear": before,
+                "explained_conv": after,
+                "history": history,
+            },
+            indent=1,
+        )
+    )
+    return path
+
+
+def build_set_from_cache(out: Path, cache: Path, samples: int) -> None:
+    """The precomputed set of the first ``samples`` cached cases, encoded with ``<out>/latent.safetensors``
+    (either kind of latent) exactly as :func:`fantasy_portrait.synthetic.cases.training_tensors` does."""
+    from safetensors.torch import load_file
+
+    from fantasy_portrait.pipeline.pipeline import _conditioning_chunks
+    from fantasy_portrait.synthetic.cases import to_video_tensor
+    from fantasy_portrait.synthetic.latent import latent_from_state
+    from fantasy_portrait.synthetic.tiny_model import empty_prompt
+    from fantasy_portrait.training.dataset import INDEX_NAME, ShardWriter
+
+    set_dir = out / "set"
+    if (set_dir / INDEX_NAME).is_file():
+        logging.info("reusing the training set in %s", set_dir)
+        return
+    t0 = time.perf_counter()
+    latent = latent_from_state(load_file(str(out / "latent.safetensors")))
+    text = empty_prompt()
+    writer = ShardWriter(set_dir, shard_size=128, options={"source": "synthetic cases", "samples": samples})
+    writer.write_empty_prompt(text[0])
+    for i, t in cached_cases(cache, samples):
+        frames = t.pop("frames").numpy()
+        t.pop("boxes")
+        video = to_video_tensor(frames)
+        with torch.no_grad():
+            t["latents"] = latent.encode(video)[0].contiguous()
+            chunks = _conditioning_chunks(video[:, :, 0], len(frames))
+            t["image_latents"] = latent.encode_stream(chunks)[0].contiguous()
+        t["text"] = text.reshape(-1, text.shape[-1])[:1].contiguous()
+        writer.add(f"case{CASE_SEED_BASE + i}", t, source=f"synthetic.cases.make_case({CASE_SEED_BASE + i})")
+    writer.close()
+    logging.info("training set: %d samples in %.0f s", samples, time.perf_counter() - t0)
+
+
 def build_set(out: Path, samples: int, seed: int, fit_cases: int = 128) -> None:
     from safetensors.torch import load_file, save_file
     from tqdm import tqdm
@@ -175,7 +322,7 @@ def train(
 def install(out: Path, cfg, command: str, variant: str = "full", target: Path | None = None) -> Path:
     from safetensors.torch import load_file
 
-    from fantasy_portrait.synthetic.latent import LinearLatent
+    from fantasy_portrait.synthetic.latent import latent_from_state
     from fantasy_portrait.synthetic.tiny_model import WEIGHTS_PATH, save_tiny_model
     from fantasy_portrait.training import checkpoint as ckpt
     from fantasy_portrait.training.trainer import EMA_FILE, TRAINABLE_FILE, read_loss_log
@@ -189,10 +336,10 @@ def install(out: Path, cfg, command: str, variant: str = "full", target: Path | 
     latent_dir = Path(cfg.data.root).parent  # the latent was fitted beside the set it encoded
     refined = latent_dir / "latent_refined.safetensors"
     if refined.is_file():
-        latent = LinearLatent.from_state(load_file(str(refined)))
+        latent = latent_from_state(load_file(str(refined)))
     else:
         logging.info("no trained latent refiner in %s: shipping the plain linear decoder", latent_dir)
-        latent = LinearLatent.from_state(load_file(str(latent_dir / "latent.safetensors")))
+        latent = latent_from_state(load_file(str(latent_dir / "latent.safetensors")))
     losses = read_loss_log(out / "train")
     steps = sorted(losses)
     tail = [losses[s] for s in steps[-50:]]
@@ -259,6 +406,19 @@ def main(argv=None) -> int:
     )
     p.add_argument("--install-only", action="store_true", help="only install the latest checkpoint")
     p.add_argument("--refiner-only", action="store_true", help="only train the latent's decoder refiner")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        help="rendered-case cache (render_cases): build the set from it; with --cache-only, fill it",
+    )
+    p.add_argument("--cache-only", action="store_true", help="only render --samples cases into --cache")
+    p.add_argument(
+        "--conv-latent-only",
+        action="store_true",
+        help="only train the convolutional latent on --conv-cases cached cases (<out>/latent.safetensors)",
+    )
+    p.add_argument("--conv-cases", type=int, default=300)
+    p.add_argument("--conv-steps", type=int, default=3000)
     p.add_argument("--refiner-cases", type=int, default=160)
     p.add_argument("--refiner-steps", type=int, default=1500)
     p.add_argument(
@@ -274,13 +434,26 @@ def main(argv=None) -> int:
     command = " ".join(["python", "scripts/train_synthetic_portrait.py", *(argv or sys.argv[1:])])
     from fantasy_portrait.training.config import load_config
 
+    if args.cache_only:
+        if args.cache is None:
+            raise SystemExit("--cache-only needs --cache")
+        render_cases(args.cache, args.samples, args.seed)
+        return 0
+    if args.conv_latent_only:
+        if args.cache is None:
+            raise SystemExit("--conv-latent-only needs --cache")
+        fit_conv(args.out, args.cache, args.conv_cases, args.conv_steps, args.seed)
+        return 0
     if args.refiner_only:
         fit_refiner(args.out, args.refiner_cases, args.refiner_steps, args.seed)
         return 0
     overrides = [*variant_overrides(args.variant), *args.overrides]
     set_dir = args.set or args.out / "set"
     if args.set is None and not args.install_only:
-        build_set(args.out, args.samples, args.seed)
+        if args.cache is not None:
+            build_set_from_cache(args.out, args.cache, args.samples)
+        else:
+            build_set(args.out, args.samples, args.seed)
     if not args.install_only:
         t0 = time.perf_counter()
         cfg, result = train(args.config, args.out, set_dir, overrides, args.variant, args.init_from)

@@ -42,6 +42,11 @@ def register(subparsers) -> None:
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--open",
+        action="store_true",
+        help="open the contact sheet with the platform's image viewer (or print where it is)",
+    )
     parser.set_defaults(func=_run)
 
 
@@ -94,18 +99,21 @@ def _run(args) -> int:
         "driver's / the other driver's parameters; on one 16-frame case they are rough (see the ground truth's "
         "own leak), benchmarks/demo.md pools 20 cases."
     )
-    m = result.metrics
-    verdict = []
-    for base in ("repeat portrait", "paste driver"):
-        d = m["model"]["mean"]["all"] - m[base]["mean"]["all"]
-        dp = m["model"]["mean"]["psnr"] - m[base]["mean"]["psnr"]
-        verdict.append(
-            f"{'better' if d < 0 else 'NOT better'} than '{base}' on motion ({d:+.3f}), "
-            f"{'better' if dp > 0 else 'NOT better'} on face PSNR ({dp:+.2f} dB)"
-        )
-    print("model: " + "; ".join(verdict))
+    print()
+    print(result.summary)
     print()
     for name in ("result", "side_by_side", "ground_truth", "metrics", "table"):
         print(f"{name:>13}: {result.files[name]}")
+    sheet, plot = result.files["contact_sheet"], result.files["motion_plot"]
+    print()
+    print(f"look at this picture: {sheet.resolve()}  (drivers | result | ground truth, faces labelled)")
+    print(
+        f"and this plot:        {plot.resolve()}  (each face's motion against its own and the other driver)"
+    )
+    if args.open:
+        from ..synthetic.figures import open_file
+
+        if not open_file(sheet):
+            print(f"no image viewer found here: open {sheet.resolve()} yourself")
     print(f"took {wall:.1f} s ({torch.get_num_threads()} torch threads)")
     return 0

@@ -59,6 +59,7 @@ class DemoResult:
     weights: str = ""
     estimates: dict = field(default_factory=dict)  # row -> (N, F-1, 13) judge estimates
     motion: np.ndarray | None = None  # (F, N, 17) driving parameters
+    summary: str = ""  # summary_sentence() of this run
 
     def table(self) -> str:
         return metrics_table(self.metrics, self.follow)
@@ -176,6 +177,46 @@ def metrics_table(metrics: dict, follow: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def summary_sentence(metrics: dict, follow: dict | None = None) -> str:
+    """One sentence: what the run shows and how the model compares with the two baselines on it,
+    from that run's numbers (``metrics`` and ``follow`` as in :class:`DemoResult`)."""
+    m = {row: metrics[row]["mean"] for row in ("model", "repeat portrait", "paste driver")}
+    n = len(metrics["model"]["faces"])
+    mae, psnr = m["model"]["all"], m["model"]["psnr"]
+
+    def versus(key: str, higher_better: bool, fmt: str) -> str:
+        parts = []
+        for base, what in (
+            ("repeat portrait", "repeating the portrait"),
+            ("paste driver", "pasting the driver"),
+        ):
+            b = m[base][key]
+            better = m["model"][key] > b if higher_better else m["model"][key] < b
+            parts.append(f"{'better' if better else 'worse'} than {what} ({fmt.format(b)})")
+        return " and ".join(parts)
+
+    sentence = (
+        f"The tiny model animated the {n} faces of a synthetic portrait with {n} driving clips of other people: "
+        f"its motion error {mae:.3f} is {versus('all', False, '{:.3f}')}, "
+        f"its face PSNR {psnr:.1f} dB is {versus('psnr', True, '{:.1f}')}"
+    )
+    f = (follow or {}).get("model")
+    if f:
+        fol, leak = f["follow"], f["leak"]
+        # On one short case the drivers' motions correlate by chance: the ground truth's own leak on the
+        # same case is the reference (zero only over many cases).
+        ref = (follow or {}).get("ground truth", {}).get("leak", 0.0)
+        figures = f"follow {fol:.2f}, leak {leak:+.2f} against the ground truth's {ref:+.2f}"
+        if fol < 0.1:
+            tail = f"and the faces hardly follow their own drivers ({figures})"
+        elif leak - ref < 0.5 * fol:
+            tail = f"and each face follows its own driver, not the other's ({figures})"
+        else:
+            tail = f"but the faces follow the other driver as well as their own ({figures})"
+        sentence += ", " + tail
+    return sentence + "."
+
+
 # ---------------------------------------------------------------------------------------- baselines
 def paste_driver(case) -> np.ndarray:
     """Baseline: each driver frame mapped onto the portrait's face (frame-0 box to portrait box), pasted
@@ -203,16 +244,6 @@ def paste_driver(case) -> np.ndarray:
             x2, y2 = int(min(w, np.ceil(x2))), int(min(h, np.ceil(y2)))
             out[t, y1:y2, x1:x2] = warped[y1:y2, x1:x2]
     return out
-
-
-def through_latent(latent, frames: np.ndarray) -> np.ndarray:
-    import torch
-
-    from .cases import to_video_tensor
-
-    with torch.no_grad():
-        rec = latent.decode(latent.encode(to_video_tensor(frames)))
-    return ((rec[0].permute(1, 2, 3, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 # -------------------------------------------------------------------------------------------- video
@@ -269,6 +300,7 @@ def run_demo(
     from ..errors import FaceError
     from ..io import save_image, write_video
     from .cases import FPS, make_case
+    from .latent import through_latent
     from .tiny_model import WEIGHTS_PATH, build_pipeline, load_tiny_model
 
     t_start = time.perf_counter()
@@ -372,6 +404,31 @@ def run_demo(
     metrics = {name: clip_metrics(f, truth, motion, estimates[name]) for name, f in candidates.items()}
     follow = {name: follow_leak([estimates[name]], [motion], judge.readable) for name in candidates}
     seconds["metrics"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    from .figures import PLOT_PARAMETERS, contact_sheet, motion_plot
+
+    sentence = summary_sentence(metrics, follow)
+    files["contact_sheet"] = out / "contact_sheet.png"
+    save_image(
+        files["contact_sheet"],
+        contact_sheet(
+            [d.frames[:n] for d in case.drivers], frames, truth_frames, truth.boxes, caption=sentence
+        ),
+    )
+    files["motion_plot"] = out / "motion_plot.png"
+    f = follow["model"]
+    motion_plot(
+        files["motion_plot"],
+        estimates["model"],
+        motion,
+        estimates["ground truth"],
+        parameters=PLOT_PARAMETERS,
+        fps=FPS,
+        title=f"each face's motion as the judge reads it in the result (follow {f['follow']:.2f}, "
+        f"leak {f['leak']:+.2f})",
+    )
+    seconds["figures"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - t_start
 
     summary = {
@@ -384,6 +441,7 @@ def run_demo(
         "num_steps": num_steps,
         "motion_guidance": motion_guidance,
         "torch_threads": torch.get_num_threads(),
+        "summary": sentence,
         "metrics": metrics,
         "follow": follow,
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
@@ -397,5 +455,14 @@ def run_demo(
     files["table"] = out / "metrics.md"
     files["table"].write_text(metrics_table(metrics, follow) + "\n")
     return DemoResult(
-        out, files, metrics, follow, seconds, faces_source, weights_label, estimates=estimates, motion=motion
+        out,
+        files,
+        metrics,
+        follow,
+        seconds,
+        faces_source,
+        weights_label,
+        estimates=estimates,
+        motion=motion,
+        summary=sentence,
     )

@@ -130,7 +130,7 @@ def render_judge_set(
     better for the same rendering time). encoder: a tiny motion encoder whose read-outs of the same
     clean faces (its own aligned crops, exact five points) are kept for comparison."""
     from .cases import CELL, HEAD_SIZE, NUM_FRAMES, _scene
-    from .demo import through_latent
+    from .latent import through_latent
     from .params import random_identity
     from .performance import random_performance
     from .scenes import render_clip

@@ -173,7 +173,7 @@ def load_tiny_model(path: str | os.PathLike | None = None):
 
     from ..models.expression_encoder import ExpressionEncoder
     from ..models.loading import build_transformer
-    from .latent import LinearLatent
+    from .latent import latent_from_state
 
     path = Path(path) if path is not None else WEIGHTS_PATH
     if not path.is_file():
@@ -203,11 +203,18 @@ def load_tiny_model(path: str | os.PathLike | None = None):
     try:
         transformer.load_state_dict(part("transformer"), strict=True)
         encoder.load_state_dict(part("encoder"), strict=True)
-        latent = LinearLatent(z_dim=part("latent")["basis"].shape[0])
-        latent.load_state_dict(part("latent"), strict=True)
+        latent = latent_from_state(part("latent"))
     except (RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{path}: tensors do not fit the stored configuration ({exc})") from exc
     return transformer.eval(), encoder.eval(), latent, extra
+
+
+def shipped_weight_files() -> list[Path]:
+    """Every weight file the synthetic world ships in the package (the tiny models, the motion encoder,
+    the judge): together they must stay within the 25 MB budget for shipped weights."""
+    here = Path(__file__).resolve().parent
+    files = {*ASSETS.glob("synthetic_*.safetensors"), *(here / "weights").glob("*.safetensors")}
+    return sorted(files)
 
 
 def motion_encoder_digest() -> str:
