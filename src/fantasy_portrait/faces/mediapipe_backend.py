@@ -12,11 +12,11 @@ nose tip 1, mouth corners 61 and 291.
 from __future__ import annotations
 
 import logging
-import os
 
 import cv2
 import numpy as np
 
+from ..console import native_quiet
 from ..errors import FantasyPortraitError
 from .backend import FaceBackend, check_image
 from .types import FaceObservation
@@ -34,10 +34,9 @@ CROP_MAX_SIDE = 384
 
 
 def _import_mediapipe():
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        from mediapipe.python.solutions import face_detection, face_mesh
+        with native_quiet():
+            from mediapipe.python.solutions import face_detection, face_mesh
     except Exception as exc:  # ImportError, or protobuf/numpy mismatches raised at import
         raise FantasyPortraitError(
             "the MediaPipe face backend needs mediapipe 0.10.21: "
@@ -70,19 +69,28 @@ class MediaPipeBackend(FaceBackend):
         face_detection, face_mesh = _import_mediapipe()
         self.min_score = float(min_score)
         self.max_faces = int(max_faces)
-        self._detector = face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_score)
-        self._mesh = face_mesh.FaceMesh(
-            static_image_mode=True,
-            max_num_faces=1,
-            refine_landmarks=True,
-            min_detection_confidence=mesh_min_score,
-        )
+        with native_quiet():  # the graphs print absl/TFLite lines (W0000 ...) while starting
+            self._detector = face_detection.FaceDetection(
+                model_selection=1, min_detection_confidence=min_score
+            )
+            self._mesh = face_mesh.FaceMesh(
+                static_image_mode=True,
+                max_num_faces=1,
+                refine_landmarks=True,
+                min_detection_confidence=mesh_min_score,
+            )
+            # The graphs start their calculators on their own threads and log while doing so; one
+            # call each waits for that to finish inside the quiet block.
+            blank = np.zeros((64, 64, 3), np.uint8)
+            self._detector.process(blank)
+            self._mesh.process(blank)
 
     def detect_boxes(self, image_rgb: np.ndarray) -> list[tuple[np.ndarray, float, np.ndarray]]:
         """Detector stage only: [(box (4,), score, keypoints (6, 2))] in pixels."""
         image = check_image(image_rgb)
         h, w = image.shape[:2]
-        result = self._detector.process(image)
+        with native_quiet():
+            result = self._detector.process(image)
         found = []
         for det in result.detections or []:
             rb = det.location_data.relative_bounding_box
@@ -108,7 +116,8 @@ class MediaPipeBackend(FaceBackend):
         crop = cv2.warpAffine(
             image, matrix, (out, out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
         )
-        result = self._mesh.process(crop)
+        with native_quiet():
+            result = self._mesh.process(crop)
         if not result.multi_face_landmarks:
             return None
         lm = result.multi_face_landmarks[0].landmark
@@ -134,5 +143,6 @@ class MediaPipeBackend(FaceBackend):
         return faces
 
     def close(self) -> None:
-        self._detector.close()
-        self._mesh.close()
+        with native_quiet():
+            self._detector.close()
+            self._mesh.close()

@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..console import native_logs_enabled
 from ..errors import CheckpointError, FantasyPortraitError
 from .backend import FaceBackend, check_image
 from .types import FaceObservation
@@ -58,6 +59,8 @@ def _session(path: Path):
     try:
         threads = int(os.environ.get("FP_ONNX_THREADS", "0"))
         opts = ort.SessionOptions()
+        if not native_logs_enabled():
+            opts.log_severity_level = 3  # errors only (its warnings are printed natively to stderr)
         if threads:
             opts.intra_op_num_threads = threads
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
