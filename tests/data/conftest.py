@@ -18,10 +18,9 @@ CUT_AT = 56  # the hard cut of cut.mp4 (56 + 56 frames)
 
 
 def _read(path: Path, count: int) -> list[np.ndarray]:
-    from fantasy_portrait.data.video import iter_frames, probe
+    from fantasy_portrait.io import iter_video_frames
 
-    info = probe(str(path))
-    return [f for _, f in iter_frames(str(path), 0, count, info.fps)]
+    return list(iter_video_frames(path, end=count))
 
 
 def _fit(frame: np.ndarray) -> np.ndarray:

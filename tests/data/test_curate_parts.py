@@ -168,23 +168,24 @@ def test_journal_drops_only_a_torn_last_line(tmp_path):
 
 def test_cut_remuxes_on_keyframes_and_reencodes_elsewhere(tmp_path):
     from fantasy_portrait.data.cut import cut_clip
-    from fantasy_portrait.data.video import iter_frames, probe
+    from fantasy_portrait.io import iter_video_frames, keyframe_indices, probe_video
 
     src = str(ASSETS / "lp_d3.mp4")  # keyframes at 0 and 250
-    info = probe(src)
+    assert keyframe_indices(src) == [0, 250]
+    info = probe_video(src)
     mode = cut_clip(src, tmp_path / "tail.mp4", 250, 354, info.fps, info.num_frames)
     assert mode == "remux"
-    got = [f for _, f in iter_frames(str(tmp_path / "tail.mp4"), 0, 10**6, info.fps)]
-    want = [f for _, f in iter_frames(src, 250, 354, info.fps)]
+    got = list(iter_video_frames(tmp_path / "tail.mp4"))
+    want = list(iter_video_frames(src, start=250, end=354))
     assert len(got) == len(want) == 104
     assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
     mode = cut_clip(src, tmp_path / "mid.mp4", 40, 70, info.fps, info.num_frames)
     assert mode == "reencode"
-    got = [f for _, f in iter_frames(str(tmp_path / "mid.mp4"), 0, 10**6, info.fps)]
-    want = [f for _, f in iter_frames(src, 40, 70, info.fps)]
+    got = list(iter_video_frames(tmp_path / "mid.mp4"))
+    want = list(iter_video_frames(src, start=40, end=70))
     assert len(got) == 30
     assert max(np.abs(a.astype(int) - b).mean() for a, b in zip(got, want, strict=True)) < 2.0
-    assert probe(str(tmp_path / "mid.mp4")).has_audio  # the source's audio follows a re-encoded clip
+    assert probe_video(tmp_path / "mid.mp4").has_audio  # the source's audio follows a re-encoded clip
 
 
 @pytest.fixture

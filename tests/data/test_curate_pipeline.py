@@ -14,7 +14,8 @@ import pytest
 from fantasy_portrait.data import CurationConfig, curate, read_manifest
 from fantasy_portrait.data.journal import Journal
 from fantasy_portrait.data.manifest import TIMING_COLUMNS
-from fantasy_portrait.data.video import iter_frames, probe
+from fantasy_portrait.io import iter_video_frames
+from fantasy_portrait.io import probe_video as probe
 
 
 def rows_of(table, path) -> list[dict]:
@@ -42,8 +43,8 @@ def test_two_person_video_kept_with_two_tracks(curate_inputs, pool_run):
     assert row["cut_mode"] == "remux"
     clip = result.out_dir / row["clip_path"]
     assert probe(str(clip)).num_frames == 146
-    first_clip = next(iter_frames(str(clip), 0, 1, 23.0))[1]
-    first_src = next(iter_frames(str(curate_inputs["two_person"]), 0, 1, 23.0))[1]
+    first_clip = next(iter_video_frames(clip, end=1))
+    first_src = next(iter_video_frames(curate_inputs["two_person"], end=1))
     assert (first_clip == first_src).all()
 
 

@@ -39,18 +39,18 @@ def export_clip(row: dict, config: CurationConfig, out_dir: str) -> dict:
     from safetensors.numpy import save_file
 
     from ..faces.tracking import track_faces
+    from ..io import iter_video_frames, probe_video
     from .measures import resize_short_side
     from .stages import face_backend
-    from .video import iter_frames, probe
 
     key = training_id(row["clip_id"])
     target = Path(out_dir) / TRAINING_DIR / "tracks" / f"{key}.safetensors"
     if target.exists():
         return {"id": key, "ok": True}
     clip = str(Path(out_dir) / row["clip_path"])
-    info = probe(clip)
+    info = probe_video(clip)
     small, scale = [], 1.0
-    for _, frame in iter_frames(clip, 0, info.num_frames, info.fps):
+    for frame in iter_video_frames(clip):
         image, scale = resize_short_side(frame, config.analysis_short_side)
         small.append(np.ascontiguousarray(image))
     backend = face_backend(config)

@@ -50,15 +50,15 @@ def clip_id(video_id: str, start: int, end: int) -> str:
 
 def scan_video(source: dict, config: CurationConfig) -> dict:
     """Probe a video and find its shots: {"video_id", "source", "fps", ..., "clips": [task, ...]}."""
+    from ..io import keyframe_indices, probe_video
     from .shots import detect_shots, split_shots
-    from .video import keyframe_indices, probe
 
     t0 = time.perf_counter()
     record = {"kind": "video", "video_id": source["video_id"], "source": source["path"], "clips": []}
     try:
-        info = probe(source["path"])
+        info = probe_video(source["path"])
         shots = detect_shots(source["path"], info.num_frames, config)
-        keyframes = keyframe_indices(source["path"], info.fps)
+        keyframes = keyframe_indices(source["path"])
     except Exception as exc:  # one unreadable video must not stop the run; its row says why
         message = str(exc) if isinstance(exc, FantasyPortraitError) else f"{source['path']}: {exc!r}"
         record.update(error=message, time_shots_s=time.perf_counter() - t0)
@@ -185,13 +185,13 @@ def _run_stages(task: dict, config: CurationConfig, out_dir: str, row: dict) -> 
         return
 
     # Decode the sampled frames.
-    from .video import read_frames
+    from ..io import read_frames
 
     t = time.perf_counter()
     wanted = sample_indices(
         task["start_frame"], task["end_frame"], fps, config.sample_fps, config.min_samples, config.max_samples
     )
-    decoded = read_frames(task["source"], task["start_frame"], task["end_frame"], fps, wanted)
+    decoded = read_frames(task["source"], wanted, task["start_frame"], task["end_frame"])
     indices = [i for i in wanted if i in decoded]
     if len(indices) < 2:
         raise FantasyPortraitError(f"{task['source']}: only {len(indices)} frame(s) decoded in the clip")
@@ -334,13 +334,13 @@ def _finish_kept(task: dict, config: CurationConfig, out_dir: str, row: dict) ->
         row["time_cut_s"] = time.perf_counter() - t
         target = str(Path(out_dir) / rel)
     if config.caption_command or config.caption_callable:
+        from ..io import read_frames
         from .plugins import build_captioner
-        from .video import read_frames
 
         t = time.perf_counter()
         captioner = _cached(("caption", config.fingerprint()), lambda: build_captioner(config))
         picks = sample_indices(task["start_frame"], task["end_frame"], task["fps"], 1.0, 2, 8)
-        frames = read_frames(task["source"], task["start_frame"], task["end_frame"], task["fps"], picks)
+        frames = read_frames(task["source"], picks, task["start_frame"], task["end_frame"])
         try:
             row["caption"] = captioner(
                 target, task["source"], row["start_s"], row["end_s"], list(frames.values())
