@@ -69,7 +69,9 @@ def test_errors_are_one_line(tmp_path, capsys):
     code = main(["inspect", str(ASSETS / "fp_man.jpeg"), str(ASSETS / "lp_d0.mp4"), str(ASSETS / "lp_d12.mp4"),
                  "--max-frames", "3"])  # fmt: skip
     assert code == 2
-    assert "2 driving faces but only 1 portrait face" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "driving input has 2 faces but the portrait has 1 face(s)" in err
+    assert "--map 0:0,1:-" in err and "faces:" not in err  # refused before any video is decoded
     blank = tmp_path / "blank.mp4"
     from fantasy_portrait.io import write_video
 

@@ -111,15 +111,24 @@ def test_face_boxes_mapping_and_regions():
         parse_face_boxes("1,2,3")
     assert resolve_mapping(2, 2) == [0, 1]
     assert resolve_mapping(2, 2, parse_mapping("0:1,1:0")) == [1, 0]
-    assert resolve_mapping(1, 2) == [0]
-    with pytest.raises(FaceError, match="3 driving faces but only 2"):
+    assert resolve_mapping(1, 2, {0: 1}) == [1]  # portrait face 0 keeps still
+    assert resolve_mapping(3, 2, "0:1,1:-,2:0") == [1, None, 0]  # driving face 1 unused
+    with pytest.raises(FaceError, match="portrait has 2 face.* driving input has 1.*--map 0:0 "):
+        resolve_mapping(1, 2)  # without a mapping the counts must agree
+    with pytest.raises(FaceError, match="driving input has 3 faces but the portrait has 2.*--map 0:0,1:1,2:-"):
         resolve_mapping(3, 2)
-    with pytest.raises(FaceError, match="same portrait face"):
-        resolve_mapping(2, 2, {0: 1, 1: 1})
-    with pytest.raises(FaceError, match="portrait has 2"):
+    with pytest.raises(FaceError, match="no portrait face for driving face.* 1: .* 1:-"):
+        resolve_mapping(2, 2, {0: 1})
+    with pytest.raises(InputError, match="two driving faces to portrait face 1"):
+        parse_mapping("0:1,1:1")
+    with pytest.raises(FaceError, match="portrait face 5, but the portrait has 2 .faces 0-1"):
         resolve_mapping(1, 2, {0: 5})
+    with pytest.raises(FaceError, match="driving face 3, but the driving input has 1 .faces 0"):
+        resolve_mapping(1, 2, {0: 0, 3: 1})
     with pytest.raises(InputError, match="DRIVING:PORTRAIT"):
         parse_mapping("0-1")
+    with pytest.raises(InputError, match="numbered from 0"):
+        parse_mapping("-1:0")
     # Driver 0 moves 10 % of its width to the left at some point, driver 1 stays still.
     d0 = np.array([[100, 100, 200, 200], [90, 100, 190, 200]], np.float32)
     d1 = np.array([[0, 0, 50, 50], [0, 0, 50, 50]], np.float32)

@@ -13,6 +13,7 @@ from .portrait import (
     FACE_BOXES_HINT,
     PortraitFace,
     find_portrait_faces,
+    mapping_example,
     parse_face_boxes,
     parse_mapping,
     portrait_regions,
@@ -20,7 +21,7 @@ from .portrait import (
 )
 from .regions import face_region
 from .smoothing import smooth_points
-from .tracking import FaceTrack, detect_all, track_faces
+from .tracking import FaceTrack, detect_all, detect_video, track_faces
 from .types import FIVE_POINT_NAMES, FaceObservation
 
 __all__ = [
@@ -37,10 +38,12 @@ __all__ = [
     "alignment_matrices",
     "available_backends",
     "detect_all",
+    "detect_video",
     "face_region",
     "find_portrait_faces",
     "get_backend",
     "parse_face_boxes",
+    "mapping_example",
     "parse_mapping",
     "portrait_regions",
     "register_backend",

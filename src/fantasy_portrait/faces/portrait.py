@@ -1,8 +1,9 @@
 """Portrait side: faces of the reference image (left to right), driving->portrait mapping, regions.
 
 - :func:`find_portrait_faces`: detect (or take boxes given by hand) and order faces by box centre x.
-- :func:`parse_face_boxes` / :func:`parse_mapping`: the CLI forms ``x1,y1,x2,y2;...`` and ``0:1,1:0``.
-- :func:`resolve_mapping`: which portrait face each driving face drives (default: i-th from the left).
+- :func:`parse_face_boxes` / :func:`parse_mapping`: the CLI forms ``x1,y1,x2,y2;...`` and ``0:1,1:0,2:-``.
+- :func:`resolve_mapping`: which portrait face each driving face drives (default: i-th from the left;
+  the counts must then agree), with errors whose examples name only faces that exist.
 - :func:`portrait_regions`: each face box enlarged by its driver's motion range (SPEC §7, ``face_region``).
 """
 
@@ -45,18 +46,22 @@ class PortraitFace:
 def parse_face_boxes(text: str) -> np.ndarray:
     """``"x1,y1,x2,y2;x1,y1,x2,y2"`` -> (N, 4) float32. Raises InputError for malformed text."""
     boxes = []
-    for part in (p.strip() for p in text.replace(" ", "").split(";")):
+    for part in (p.strip() for p in str(text).replace(" ", "").split(";")):
         if not part:
             continue
         try:
             values = [float(v) for v in part.split(",")]
         except ValueError:
             values = []
-        if len(values) != 4 or not (values[0] < values[2] and values[1] < values[3]):
-            raise InputError(f"face box {part!r}: expected x1,y1,x2,y2 with x1 < x2 and y1 < y2")
+        if (
+            len(values) != 4
+            or not all(np.isfinite(values))
+            or not (values[0] < values[2] and values[1] < values[3])
+        ):
+            raise InputError(f"--face-boxes {part!r}: expected x1,y1,x2,y2 (pixels) with x1 < x2 and y1 < y2")
         boxes.append(values)
     if not boxes:
-        raise InputError("--face-boxes is empty")
+        raise InputError("--face-boxes is empty: expected x1,y1,x2,y2[;x1,y1,x2,y2...] (pixels)")
     return np.asarray(boxes, np.float32)
 
 
@@ -98,48 +103,121 @@ def find_portrait_faces(
     return faces
 
 
-def parse_mapping(text: str) -> dict[int, int]:
-    """``"0:1,1:0"`` (driving face : portrait face, both counted from 0, left to right) -> dict."""
-    mapping = {}
-    for part in (p.strip() for p in text.replace(" ", "").split(",")):
-        if not part:
-            continue
+UNUSED = "-"  # --map D:- leaves driving face D unused
+MAPPING_FORM = "DRIVING:PORTRAIT pairs, e.g. 0:1,1:0, or 2:- to leave driving face 2 unused"
+
+
+def parse_mapping(text: str) -> dict[int, int | None]:
+    """``"0:1,1:0,2:-"`` (driving face : portrait face, both counted from 0, left to right; ``-``: the
+    driving face is not used) -> {driving: portrait or None}. Raises InputError for malformed text,
+    negative numbers, a driving face given twice or two driving faces sent to one portrait face."""
+    mapping: dict[int, int | None] = {}
+    parts = [p for p in str(text).replace(" ", "").split(",") if p]
+    if not parts:
+        raise InputError(f"--map is empty: expected {MAPPING_FORM}")
+    for part in parts:
+        d_text, sep, p_text = part.partition(":")
         try:
-            d, p = (int(v) for v in part.split(":"))
-        except ValueError as exc:
-            raise InputError(f"face mapping {part!r}: expected DRIVING:PORTRAIT, e.g. 0:1") from exc
+            d = int(d_text)
+            p = None if p_text == UNUSED else int(p_text)
+        except ValueError:
+            d = p = None
+            sep = ""
+        if not sep or ":" in p_text:
+            raise InputError(f"--map {part!r}: expected {MAPPING_FORM}")
+        if d < 0 or (p is not None and p < 0):
+            raise InputError(
+                f"--map {part!r}: faces are numbered from 0 (the leftmost), a negative number names no face"
+            )
         if d in mapping:
-            raise InputError(f"face mapping: driving face {d} is mapped twice")
+            raise InputError(f"--map: driving face {d} is given twice")
         mapping[d] = p
+    targets = [p for p in mapping.values() if p is not None]
+    if len(set(targets)) != len(targets):
+        twice = sorted({p for p in targets if targets.count(p) > 1})
+        raise InputError(f"--map sends two driving faces to portrait face {twice[0]}")
     return mapping
 
 
-def resolve_mapping(num_driving: int, num_portrait: int, mapping: dict[int, int] | None = None) -> list[int]:
-    """Portrait face index for each driving face (list indexed by driving face).
+def mapping_example(num_driving: int, num_portrait: int) -> str:
+    """A --map value valid for these counts: drivers in order, the drivers beyond the portrait's
+    faces unused (``D:-``). Names only faces that exist."""
+    pairs = [f"{d}:{d if d < num_portrait else UNUSED}" for d in range(num_driving)]
+    return ",".join(pairs)
 
-    Without a mapping driving face i drives portrait face i (both left to right); portrait faces
-    without a driver stay still. Raises FaceError when there are more driving faces than portrait
-    faces without a mapping, or when the mapping is out of range or maps two drivers to one face.
+
+def _numbers(n: int) -> str:
+    return "none" if n == 0 else "0" if n == 1 else f"0-{n - 1}"
+
+
+def check_mapping(
+    mapping: dict[int, int | None], num_driving: int | None, num_portrait: int, found: str = ""
+) -> None:
+    """The checks of a mapping against the face counts (num_driving None: the driving side is not known
+    yet, e.g. before a video is tracked; only the portrait side is checked)."""
+    found = found if not found or found.startswith(" (") else f" ({found})"
+    if num_driving is not None:
+        extra = sorted(d for d in mapping if d >= num_driving)
+        if extra:
+            raise FaceError(
+                f"--map names driving face {extra[0]}, but the driving input has {num_driving} "
+                f"(faces {_numbers(num_driving)}){found}"
+            )
+    bad = sorted(p for p in mapping.values() if p is not None and p >= num_portrait)
+    if bad:
+        raise FaceError(
+            f"--map names portrait face {bad[0]}, but the portrait has {num_portrait} "
+            f"(faces {_numbers(num_portrait)}){found}"
+        )
+    if num_driving is not None:
+        missing = [d for d in range(num_driving) if d not in mapping]
+        if missing:
+            example = ",".join(f"{d}:{UNUSED}" for d in missing)
+            raise FaceError(
+                f"--map gives no portrait face for driving face(s) {', '.join(map(str, missing))}: pair "
+                f"every driving face, or leave it unused with {example}{found}"
+            )
+
+
+def resolve_mapping(
+    num_driving: int,
+    num_portrait: int,
+    mapping: dict[int, int | None] | str | None = None,
+    found: str = "",
+) -> list[int | None]:
+    """Portrait face index for each driving face (list indexed by driving face; None: unused).
+
+    Without a mapping the counts must agree and driving face i drives portrait face i (both left to
+    right). With a mapping every driving face must appear (``D:-`` leaves it unused), every number
+    must name an existing face, and a portrait face gets at most one driver; portrait faces without
+    a driver keep still. ``found`` (what was detected) is added to count errors. Raises FaceError
+    whose examples name only faces that exist.
     """
+    if isinstance(mapping, str):
+        mapping = parse_mapping(mapping)
+    found = f" ({found})" if found else ""
     if mapping is None:
         if num_driving > num_portrait:
             raise FaceError(
-                f"{num_driving} driving faces but only {num_portrait} portrait face(s): map them with "
-                "--map DRIVING:PORTRAIT,... (e.g. 0:0,2:1) or give more --face-boxes"
+                f"the driving input has {num_driving} faces but the portrait has {num_portrait} face(s)"
+                f"{found}: choose the pairs with --map, e.g. --map {mapping_example(num_driving, num_portrait)} "
+                "(D:- leaves driving face D unused), or give more --face-boxes"
+            )
+        if num_driving < num_portrait:
+            raise FaceError(
+                f"the portrait has {num_portrait} face(s) but the driving input has {num_driving}{found}: give "
+                "one driving face per portrait face, pair them with --map, e.g. --map "
+                f"{mapping_example(num_driving, num_portrait)} (portrait faces without a driver keep still), "
+                "or fix the portrait faces with --face-boxes"
             )
         return list(range(num_driving))
-    missing = [d for d in range(num_driving) if d not in mapping]
-    if missing:
-        raise FaceError(f"face mapping has no portrait face for driving face(s) {missing}")
-    extra = [d for d in mapping if not 0 <= d < num_driving]
-    if extra:
-        raise FaceError(f"face mapping names driving face(s) {extra}, but there are {num_driving}")
+    check_mapping(mapping, num_driving, num_portrait, found)
     targets = [mapping[d] for d in range(num_driving)]
-    bad = [p for p in targets if not 0 <= p < num_portrait]
-    if bad:
-        raise FaceError(f"face mapping names portrait face(s) {bad}, but the portrait has {num_portrait}")
-    if len(set(targets)) != len(targets):
-        raise FaceError("face mapping sends two driving faces to the same portrait face")
+    used = [p for p in targets if p is not None]
+    if len(set(used)) != len(used):
+        raise FaceError("--map sends two driving faces to the same portrait face")
+    if not used:
+        raise FaceError("--map leaves every driving face unused: at least one must drive a portrait face")
     return targets
 
 
@@ -151,8 +229,11 @@ def portrait_regions(
 ) -> np.ndarray:
     """(N_driving, 4) int64 regions: portrait face mapping[i] enlarged by driving face i's motion range.
 
-    driving_boxes: one (F, 4) box track per driving face. Rows follow the driving order.
+    driving_boxes: one (F, 4) box track per driving face. Rows follow the driving order (used driving
+    faces only: drop the ones the mapping leaves unused first).
     """
+    if any(p is None for p in mapping):
+        raise ValueError("portrait_regions takes the used driving faces only (no None in mapping)")
     return np.stack(
         [face_region(faces[p].box, driving_boxes[d], image_hw) for d, p in enumerate(mapping)]
     ).astype(np.int64)

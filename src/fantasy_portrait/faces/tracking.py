@@ -263,7 +263,7 @@ def _frame_source(frames_or_video, fps: float | None, max_frames: int | None):
         path = Path(frames_or_video)
         info = probe_video(path)
         rate = fps or info.fps
-        total = round(info.duration_s * rate) if fps else info.num_frames
+        total = info.frames_at(fps)  # exactly what the reader will yield
         if max_frames is not None:
             total = min(total, max_frames)
         return iter_video_frames(path, fps=fps, max_frames=max_frames), rate, total, str(path)
@@ -296,6 +296,21 @@ def detect_all(
     return out
 
 
+def detect_video(
+    video: str | os.PathLike,
+    backend: FaceBackend | str | None = None,
+    *,
+    fps: float | None = None,
+    max_frames: int | None = None,
+    progress: bool = True,
+) -> list[list[FaceObservation]]:
+    """Backend detections for every frame of a video (resampled to ``fps``): what :func:`track_faces`
+    takes as ``detections=`` to track the same clip several ways without detecting twice."""
+    frames, _, total, _ = _frame_source(video, fps, max_frames)
+    backend = get_backend(backend or "mediapipe") if not isinstance(backend, FaceBackend) else backend
+    return detect_all(frames, backend, total, progress)
+
+
 def track_faces(
     frames_or_video,
     num_faces: int | None = None,
@@ -320,6 +335,8 @@ def track_faces(
     or a gap longer than max_gap (the message names the frames).
     """
     frames, rate, total, name = _frame_source(frames_or_video, fps, max_frames)
+    if detections is not None and max_frames is not None:
+        detections = detections[:max_frames]
     if detections is None:
         backend = get_backend(backend or "mediapipe") if not isinstance(backend, FaceBackend) else backend
         detections = detect_all(frames, backend, total, progress)

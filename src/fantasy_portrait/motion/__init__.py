@@ -2,6 +2,7 @@
 
 - :class:`MotionEncoder` (``MotionEncoder.from_pretrained("pd_fpg.pth", device=...)``)
 - :func:`extract_motion` (frames + five points or a FaceTrack -> :class:`MotionFeatures`)
+- :func:`extract_plan_motion` (a ``faces.plan.FacePlan`` -> one MotionFeatures per driving face)
 - :class:`MotionFeatures`: head (F, 6), eye (F, 6), emotion (F, 30), mouth (F, 512); ``.as_tensor()`` (F, 554)
 """
 
@@ -14,6 +15,7 @@ from .encoder import (
     extract_tracks_motion,
 )
 from .fan import FanEncoder
+from .plan import extract_plan_motion
 
 __all__ = [
     "MOTION_DIM",
@@ -22,5 +24,6 @@ __all__ = [
     "MotionEncoder",
     "MotionFeatures",
     "extract_motion",
+    "extract_plan_motion",
     "extract_tracks_motion",
 ]

@@ -261,13 +261,17 @@ def extract_tracks_motion(
     *,
     fps: float | None = None,
     chunk: int = 32,
+    progress: bool | str = False,
 ) -> list[MotionFeatures]:
     """Motion features of every tracked face in one decoding pass (memory bounded by ``chunk`` frames).
 
     frames_or_video: a video path (decoded again, resampled to ``fps`` exactly as for tracking),
     VideoFrames, an (F, H, W, 3) array or an iterable of frames. tracks: FaceTracks of that clip.
-    Returns one MotionFeatures per track, each with the track's F frames.
+    progress: show a bar over the frames (a string: its label). Returns one MotionFeatures per track,
+    each with the track's F frames.
     """
+    from tqdm.auto import tqdm
+
     from ..faces.align import align_faces
     from ..io import VideoFrames, iter_video_frames
 
@@ -283,6 +287,8 @@ def extract_tracks_motion(
     results: list[list[MotionFeatures]] = [[] for _ in tracks]
     buffer: list[np.ndarray] = []
     done = 0
+    label = progress if isinstance(progress, str) else "motion"
+    bar = tqdm(total=n, desc=label, unit="frame", disable=not progress, leave=False)
 
     def flush():
         nonlocal done, buffer
@@ -292,15 +298,19 @@ def extract_tracks_motion(
         for i, tr in enumerate(tracks):
             results[i].append(encoder.encode(align_faces(batch, tr.five_points[done : done + len(buffer)])))
         done += len(buffer)
+        bar.update(len(buffer))
         buffer = []
 
-    for frame in frames:
-        if done + len(buffer) >= n:
-            break
-        buffer.append(np.asarray(frame))
-        if len(buffer) >= chunk:
-            flush()
-    flush()
+    try:
+        for frame in frames:
+            if done + len(buffer) >= n:
+                break
+            buffer.append(np.asarray(frame))
+            if len(buffer) >= chunk:
+                flush()
+        flush()
+    finally:
+        bar.close()
     if done != n:
         raise ValueError(f"the clip gave {done} frames but the tracks have {n}")
     return [MotionFeatures.concat(parts) for parts in results]
