@@ -83,14 +83,18 @@ def test_sequential_placement_gives_the_same_output(tiny_weights):
     )
     with torch.no_grad():
         ref = model(x, **args)
-        placement = memory.Placement("sequential", torch.device("cpu"))
-        placement.setup(model, [])
         visits = []
         for block in model.blocks:  # sees each block moved in before it runs
             block.attn1.register_forward_pre_hook(lambda m, a: visits.append(m))
-        out = model(x, **args)
-    assert type(model.blocks).__name__ == "_StreamingBlocks" and len(visits) == len(model.blocks)
+        with memory.Placement("sequential", torch.device("cpu"), model, []) as placement:
+            assert placement.mode == "sequential"
+            assert all(len(b._forward_pre_hooks) == 1 and len(b._forward_hooks) == 1 for b in model.blocks)
+            out = model(x, **args)
+    assert len(visits) == len(model.blocks)
     torch.testing.assert_close(out, ref)
+    # leaving the placement removes its hooks; the block list was never replaced
+    assert type(model.blocks) is torch.nn.ModuleList
+    assert all(not b._forward_pre_hooks and not b._forward_hooks for b in model.blocks)
 
 
 @pytest.mark.parametrize("mode", ["model-offload", "sequential"])
@@ -112,3 +116,47 @@ def test_offload_modes_give_the_cpu_result(tiny_weights, assets, monkeypatch, mo
     out = pipe(assets / "fp_man.jpeg", assets / "fp_jgz.mp4", **args)
     assert out.memory_mode == mode
     assert np.array_equal(out.frames, ref.frames)
+
+
+def test_placement_restores_devices_hooks_and_tiling(tiny_pipe):
+    """Leaving a placement undoes what it did: hooks removed, modules back where they were, tiling off."""
+    pipe = tiny_pipe
+    modules = [pipe.transformer, pipe.clip, pipe.vae, pipe.expression_encoder]
+    before = [{p.device for p in m.parameters()} for m in modules]
+    assert not pipe.vae.use_tiling
+    for mode in ("sequential", "model-offload", "gpu"):
+        with memory.Placement(
+            mode, torch.device("cpu"), pipe.transformer, modules[1:], vae=pipe.vae, vae_tiling=True
+        ) as place:
+            assert pipe.vae.use_tiling
+            with place.use(pipe.clip):
+                pass
+            hooked = any(b._forward_pre_hooks for b in pipe.transformer.blocks)
+            assert hooked == (mode == "sequential")
+        assert not pipe.vae.use_tiling
+        assert type(pipe.transformer.blocks) is torch.nn.ModuleList
+        assert all(not b._forward_pre_hooks and not b._forward_hooks for b in pipe.transformer.blocks)
+        assert [{p.device for p in m.parameters()} for m in modules] == before
+
+
+def test_second_call_with_another_mode_behaves_as_a_fresh_pipeline(tiny_weights, assets, monkeypatch):
+    """A long-lived pipeline keeps no placement or tiling from an earlier run in another mode."""
+    import numpy as np
+
+    from fantasy_portrait.pipeline import pipeline as pl
+
+    args = dict(max_frames=5, max_size=64, num_steps=1, progress=False, seed=2)
+    real_pick = pl.pick_mode
+    pipe = pl.FantasyPortraitPipeline.from_pretrained(tiny_weights)
+    monkeypatch.setattr(pl, "pick_mode", lambda requested, device, est: ("sequential", True, "sequential"))
+    first = pipe(assets / "fp_man.jpeg", assets / "fp_jgz.mp4", **args)
+    assert first.memory_mode == "sequential"
+    monkeypatch.setattr(pl, "pick_mode", real_pick)
+    second = pipe(assets / "fp_man.jpeg", assets / "fp_jgz.mp4", **args)
+    fresh = pl.FantasyPortraitPipeline.from_pretrained(tiny_weights)(
+        assets / "fp_man.jpeg", assets / "fp_jgz.mp4", **args
+    )
+    assert second.memory_mode == fresh.memory_mode == "running on the CPU"
+    assert np.array_equal(second.frames, fresh.frames)
+    assert not pipe.vae.use_tiling and type(pipe.transformer.blocks) is torch.nn.ModuleList
+    assert all(not b._forward_pre_hooks and not b._forward_hooks for b in pipe.transformer.blocks)

@@ -115,20 +115,18 @@ def _write_preview(out, image, plan, features, videos: bool) -> None:
     from ..io import iter_video_frames, save_image, write_video
 
     out.mkdir(parents=True, exist_ok=True)
-    labels = None
-    try:
-        from ..models.masks import token_label_map
+    from ..models.config import WAN_GEOMETRY
+    from ..pipeline.conditioning import label_map
 
-        h, w = image.shape[:2]
-        hp, wp = -(-h // 16) * 16, -(-w // 16) * 16  # the label grid on the image padded to 16 px cells
-        labels = token_label_map([plan.regions[i] for i in range(len(plan.driving))], (hp, wp)).numpy()
-        labels = labels[: -(-h // 16), : -(-w // 16)]
-        if len(plan.driving) > 1:
-            # token_label_map labels by region order (driving order); show them by portrait face.
-            remap = np.array([0] + [plan.mapping[i] + 1 for i in range(len(plan.driving))])
-            labels = remap[labels]
-    except ImportError:
-        pass
+    cell = WAN_GEOMETRY.token_pixels
+    h, w = image.shape[:2]
+    rows, cols = -(-h // cell), -(-w // cell)  # the label grid on the image padded to whole token cells
+    labels = label_map([plan.regions[i] for i in range(len(plan.driving))], (rows * cell, cols * cell))
+    labels = labels.numpy()[:rows, :cols]
+    if len(plan.driving) > 1:
+        # The regions are in driving order; show the labels by portrait face.
+        remap = np.array([0] + [plan.mapping[i] + 1 for i in range(len(plan.driving))])
+        labels = remap[labels]
     save_image(
         out / "portrait.png", draw_portrait(image, plan.portrait_faces, plan.regions, plan.mapping, labels)
     )

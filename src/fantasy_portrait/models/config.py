@@ -15,6 +15,53 @@ MOTION_FEATURE_DIM = sum(MOTION_PART_DIMS)  # 554
 
 # Motion windows (SPEC §5): 4 driving frames per latent frame, one shared boundary token.
 FRAMES_PER_LATENT = 4
+VAE_SPATIAL_STRIDE = 8  # Wan2.1 VAE: 8x8 pixels per latent cell
+
+
+@dataclass(frozen=True)
+class LatentGeometry:
+    """How pixels, latents and DiT tokens line up: the one place for the 4x temporal and 8x spatial
+    VAE strides and the DiT's patch (Wan2.1: 1x2x2), so a token covers 16x16 pixels.
+
+    Frame counts are causal: latent frame 0 is pixel frame 0, latent frame k >= 1 covers pixel frames
+    4k-3 .. 4k, so F = 4k+1 pixel frames give k+1 latent frames.
+    """
+
+    temporal: int = FRAMES_PER_LATENT
+    spatial: int = VAE_SPATIAL_STRIDE
+    patch: tuple[int, int, int] = (1, 2, 2)
+
+    @classmethod
+    def from_transformer(cls, transformer) -> LatentGeometry:
+        """The geometry of a built DiT (its patch size) with the Wan VAE's strides."""
+        return cls(patch=tuple(int(p) for p in transformer.config.patch_size))
+
+    @property
+    def token_pixels(self) -> int:
+        """Pixels per DiT token side (16 for Wan2.1)."""
+        return self.spatial * self.patch[1]
+
+    def latent_frames(self, num_frames: int) -> int:
+        """Latent frames of ``num_frames`` (4k+1) pixel frames: k+1."""
+        return (num_frames - 1) // self.temporal + 1
+
+    def pixel_frames(self, latent_frames: int) -> int:
+        """Pixel frames decoded from ``latent_frames`` latent frames: 4(T-1)+1."""
+        return self.temporal * (latent_frames - 1) + 1
+
+    def is_valid_frames(self, num_frames: int) -> bool:
+        return num_frames >= 1 and (num_frames - 1) % self.temporal == 0
+
+    def latent_size(self, height: int, width: int) -> tuple[int, int]:
+        """(h, w) latent cells of a (height, width) frame."""
+        return height // self.spatial, width // self.spatial
+
+    def token_grid(self, height: int, width: int) -> tuple[int, int]:
+        """(rows, cols) DiT tokens per latent frame of a (height, width) frame."""
+        return height // self.token_pixels, width // self.token_pixels
+
+
+WAN_GEOMETRY = LatentGeometry()
 
 
 @dataclass(frozen=True)

@@ -240,8 +240,15 @@ class WanVAE(torch.nn.Module):
     def z_dim(self) -> int:
         return int(self.model.config.z_dim)
 
+    @property
+    def use_tiling(self) -> bool:
+        return bool(self.model.use_tiling)
+
     def enable_tiling(self) -> None:
         self.model.enable_tiling()
+
+    def disable_tiling(self) -> None:
+        self.model.disable_tiling()
 
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:

@@ -80,7 +80,7 @@ def resolve_weights_dir(weights: str | os.PathLike | None) -> Path:
     return path
 
 
-def _wan_dir(root: Path) -> Path:
+def find_wan_dir(root: Path) -> Path:
     if (root / WAN_CONFIG).is_file():
         return root
     for name in WAN_SUBFOLDERS:
@@ -121,7 +121,7 @@ def find_weight_files(
     looking for them in the folder).
     """
     root = resolve_weights_dir(weights)
-    wan_dir = _wan_dir(root)
+    wan_dir = find_wan_dir(root)
     missing: list[str] = []
 
     def need(folder_list: list[Path], names: tuple[str, ...]) -> Path:

@@ -171,14 +171,75 @@ def pick_mode(requested: str, device: torch.device, estimate: MemoryEstimate | N
     return "sequential", True, f"sequential + VAE tiling (even that may not fit in {free / GIB:.1f} GiB free)"
 
 
+def _device_of(module: torch.nn.Module) -> torch.device | None:
+    for tensor in module.parameters():
+        return tensor.device
+    for tensor in module.buffers():
+        return tensor.device
+    return None
+
+
 class Placement:
-    """Moves models between CPU and the accelerator according to a memory mode."""
+    """Where the models live during one run, as a context that restores what it changed.
 
-    def __init__(self, mode: str, device: torch.device):
+    ::
+
+        with Placement(mode, device, transformer, [clip, vae, encoder], vae=vae, vae_tiling=True) as place:
+            with place.use(clip):  # on the accelerator inside (model-offload / sequential: moved back after)
+                ...
+
+    On exit the block hooks are removed, every module goes back to the device it was on at entry and
+    the VAE's tiling is as before, so a long-lived pipeline (an app, a batch worker) starts each run
+    fresh whatever the previous run's mode was. ``sequential`` streams the DiT's blocks with forward
+    hooks on each block (the blocks are called as modules, so hooks fire); replacing it with
+    diffusers' group offloading is a change inside :meth:`_sequential` and :meth:`__exit__` only.
+    """
+
+    def __init__(
+        self,
+        mode: str,
+        device: torch.device,
+        transformer: torch.nn.Module | None = None,
+        others: list[torch.nn.Module] = (),
+        *,
+        vae=None,
+        vae_tiling: bool = False,
+    ):
         self.mode = mode
-        self.device = device
-        self._hooks = []
+        self.device = torch.device(device)
+        self.transformer = transformer
+        self.others = [m for m in others if m is not None]
+        self.vae = vae
+        self.vae_tiling = vae_tiling
+        self._handles: list = []
+        self._devices: list[tuple[torch.nn.Module, torch.device]] = []
+        self._tiling_before: bool | None = None
 
+    # ------------------------------------------------------------------------------ context
+    def __enter__(self) -> Placement:
+        modules = ([self.transformer] if self.transformer is not None else []) + self.others
+        self._devices = [(m, d) for m in modules if (d := _device_of(m)) is not None]
+        if self.vae is not None and self.vae_tiling:
+            self._tiling_before = bool(getattr(self.vae, "use_tiling", False))
+            self.vae.enable_tiling()
+        if self.transformer is not None:
+            self.setup(self.transformer, self.others)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        for module, device in self._devices:
+            module.to(device)
+        self._devices = []
+        if self._tiling_before is False and hasattr(self.vae, "disable_tiling"):
+            self.vae.disable_tiling()
+        self._tiling_before = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------------------------ placing
     def setup(self, transformer: torch.nn.Module, others: list[torch.nn.Module]) -> None:
         if self.mode in ("gpu", "cpu"):
             transformer.to(self.device)
@@ -188,22 +249,25 @@ class Placement:
             self._sequential(transformer)
 
     def _sequential(self, transformer: torch.nn.Module) -> None:
-        """Everything but the blocks stays on the accelerator; each block visits it in turn.
-
-        The transformer runs its blocks through a function that reads the block's tensors directly
-        (``block.forward`` is never called, so forward hooks would not fire); instead the block list
-        itself moves each block in while the forward pass iterates over it, and out after.
-        """
+        """Everything but the blocks stays on the accelerator; each block visits it in turn
+        (a forward pre-hook moves it in, a forward hook moves it back to the CPU)."""
         for name, child in transformer.named_children():
             if name != "blocks":
                 child.to(self.device)
         for p in transformer.parameters(recurse=False):
             p.data = p.data.to(self.device)
-        blocks = transformer.blocks
-        blocks.to("cpu")
-        blocks.__class__ = _StreamingBlocks
-        blocks.stream_device = self.device
-        self._hooks.append(blocks)
+        transformer.blocks.to("cpu")
+        device = self.device
+
+        def bring_in(block, args):
+            block.to(device)
+
+        def send_back(block, args, output):
+            block.to("cpu")
+
+        for block in transformer.blocks:
+            self._handles.append(block.register_forward_pre_hook(bring_in))
+            self._handles.append(block.register_forward_hook(send_back))
 
     @contextmanager
     def use(self, module: torch.nn.Module):
@@ -224,20 +288,3 @@ class Placement:
                 module.to("cpu")
         else:
             yield module
-
-
-class _StreamingBlocks(torch.nn.ModuleList):
-    """A ModuleList whose iteration brings each block to ``stream_device`` and sends it back after."""
-
-    stream_device: torch.device
-
-    def __iter__(self):
-        previous = None
-        for block in super().__iter__():
-            block.to(self.stream_device)
-            if previous is not None:
-                previous.to("cpu")
-            yield block
-            previous = block
-        if previous is not None:
-            previous.to("cpu")

@@ -7,28 +7,33 @@ conditioning, text conditioning, noise, sampling with motion guidance, decode, w
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import CheckpointError, InputError
-from . import layout
+from ..errors import CheckpointError, FantasyPortraitError, InputError
+from . import conditioning, layout
+from .conditioning import first_frame_mask, target_size  # noqa: F401  (re-exported: the public names)
 from .drivers import face_motions, plan_driving
 from .memory import Placement, estimate_for_transformer, pick_mode
 from .sampler import Conditions, GuidedDenoiser, motion_cache_bytes, sample
+from .settings import DEFAULT_FPS, MAX_IMAGE_PIXELS, AnimationSettings  # noqa: F401
+from .settings import resolve as resolve_settings
 
 logger = logging.getLogger(__name__)
 
-MAX_IMAGE_PIXELS = 40_000_000
-MOTION_CACHE_BYTES = 2 * 1024**3  # refuse larger portraits (a clear limit instead of running out of memory)
-DEFAULT_FPS = 25.0
+MOTION_CACHE_BYTES = 2 * 1024**3  # above this the motion keys/values are recomputed per call
+
+
+class Cancelled(FantasyPortraitError):
+    """The run was cancelled by its step callback (``pipe.interrupt = True``); nothing was written."""
 
 
 @dataclass
@@ -61,19 +66,6 @@ class AnimationResult:
             "windows": self.windows,
             "transformer_calls": self.transformer_calls,
         }
-
-
-def target_size(width: int, height: int, max_size: int) -> tuple[int, int]:
-    """Longer side -> max_size, then each side rounded UP to a multiple of 16 (SPEC §8)."""
-    scale = max_size / max(width, height)
-    return 16 * math.ceil(width * scale / 16), 16 * math.ceil(height * scale / 16)
-
-
-def first_frame_mask(latent_frames: int, h: int, w: int) -> torch.Tensor:
-    """(1, 4, T, h, w): ones on latent frame 0 (the known reference frame), zeros elsewhere."""
-    mask = torch.zeros(1, 4, latent_frames, h, w)
-    mask[:, :, 0] = 1.0
-    return mask
 
 
 class _Timer:
@@ -126,6 +118,14 @@ class FantasyPortraitPipeline:
         self.masked_motion = masked_motion
         self._text_encoder = None
         self._empty_prompt = None
+        self.interrupt = False  # set True (e.g. in a step callback) to cancel the running call
+
+    @property
+    def geometry(self):
+        """Pixel/latent/token geometry (:class:`~fantasy_portrait.models.config.LatentGeometry`)."""
+        from ..models.config import LatentGeometry
+
+        return LatentGeometry.from_transformer(self.transformer)
 
     # ---------------------------------------------------------------------------------- loading
 
@@ -246,42 +246,33 @@ class FantasyPortraitPipeline:
         self,
         image: str | os.PathLike,
         driving: list[str | os.PathLike] | str | os.PathLike,
+        settings: AnimationSettings | None = None,
         *,
         output: str | os.PathLike | None = None,
-        face_boxes: np.ndarray | None = None,
-        mapping: str | None = None,
-        max_frames: int | None = None,
-        max_size: int = 720,
-        fps: float | None = DEFAULT_FPS,
-        num_steps: int = 30,
-        motion_guidance: float = 4.0,
-        text_guidance: float = 1.0,
-        prompt: str = "",
-        negative_prompt: str = "",
-        seed: int = 0,
-        window_frames: int | None = 81,
-        overlap_frames: int = 20,
-        batch_branches: bool = True,
-        max_image_pixels: int = MAX_IMAGE_PIXELS,
-        progress: bool = True,
+        callback_on_step_end: Callable | None = None,
+        **overrides,
     ) -> AnimationResult:
         """Animate every face of ``image`` with the driving video(s).
 
-        driving: one video (N faces) or a list of N single-face videos. mapping: 'D:P,...' driving face
-        D drives portrait face P (faces numbered left to right from 0). max_frames: at most this many
-        driving frames (after resampling to ``fps``); the count used is the largest 4k+1 not above it.
-        fps: working and output frame rate (every driver is resampled to it); None or 0: the first
-        driver's own rate.
-        window_frames / overlap_frames: temporal windows for long clips (driving frames, 4k+1 and 4k).
+        driving: one video (N faces) or a list of N single-face videos. settings: an
+        :class:`~.settings.AnimationSettings` (defaults when None); keyword arguments override its
+        fields (``pipe(img, vid, num_steps=4, seed=1)``), see that class for every option.
         output: an .mp4 path (written atomically with the driving audio) or None to return the frames.
+
+        callback_on_step_end(pipe, step_index, timestep, callback_kwargs) -> dict: diffusers'
+        convention, called after every denoising step with ``callback_kwargs = {"latents": ...}``;
+        a returned ``"latents"`` replaces the latents. To cancel, set ``pipe.interrupt = True`` in the
+        callback (or raise :class:`Cancelled`): the run stops after that step, raises
+        :class:`Cancelled`, and writes nothing.
         """
         from ..faces import get_backend
         from ..io import load_image, probe_video, write_video
-        from ..models.masks import token_label_map
-        from ..models.motion_attention import MotionCondition, motion_windows
 
+        s = resolve_settings(settings, overrides)
+        self.interrupt = False
         timer = _Timer()
-        bar = dict(disable=not progress, leave=False)
+        bar = dict(disable=not s.progress, leave=False)
+        fps = s.fps
 
         # 1. check inputs ----------------------------------------------------------------------------
         with timer.stage("inputs"):
@@ -294,9 +285,7 @@ class FantasyPortraitPipeline:
             if output is not None:
                 output = Path(output)
                 _check_writable(output)
-            portrait = load_image(image, max_pixels=max_image_pixels)
-            if num_steps < 1:
-                raise InputError(f"--steps must be >= 1, got {num_steps}")
+            portrait = load_image(image, max_pixels=s.max_image_pixels)
 
         # 2. faces and motion ---------------------------------------------------------------------------
         with timer.stage("faces"):
@@ -305,11 +294,11 @@ class FantasyPortraitPipeline:
                 videos,
                 backend=self._face_backend(get_backend),
                 fps=fps,
-                max_frames=max_frames,
-                face_boxes=face_boxes,
-                mapping=mapping,
+                max_frames=s.max_frames,
+                face_boxes=s.face_boxes,
+                mapping=s.mapping,
                 image_name=str(image),
-                progress=progress,
+                progress=s.progress,
             )
             num_frames = plan.num_frames
             n = len(plan.portrait_faces)
@@ -317,109 +306,111 @@ class FantasyPortraitPipeline:
             faces = face_motions(plan, portrait, self.motion_encoder)
 
         # sizes and memory plan
-        width, height = target_size(portrait.shape[1], portrait.shape[0], max_size)
+        geo = self.geometry
+        width, height = conditioning.target_size(portrait.shape[1], portrait.shape[0], s.max_size, geo)
         scale = np.array([width / portrait.shape[1], height / portrait.shape[0]] * 2, np.float32)
-        ref_boxes_scaled = np.stack([f.portrait_box for f in faces]) * scale
-        latent_frames = (num_frames - 1) // 4 + 1
-        h, w = height // 8, width // 8
-        window = None if not window_frames else max(3, (window_frames - 1) // 4 + 1)
-        overlap = max(1, overlap_frames // 4)
-        use_text = bool(prompt.strip()) or text_guidance != 1.0
+        latent_frames = geo.latent_frames(num_frames)
+        h, w = geo.latent_size(height, width)
+        window = None if not s.window_frames else max(3, geo.latent_frames(s.window_frames))
+        overlap = max(1, s.overlap_frames // geo.temporal)
+        use_text = bool(s.prompt.strip()) or s.text_guidance != 1.0
         estimate = self.estimate(
             width,
             height,
             num_frames,
-            window_frames=window_frames,
-            batch_branches=batch_branches,
+            window_frames=s.window_frames,
+            batch_branches=s.batch_branches,
             text=use_text,
         )
-        mode, tiling, reason = pick_mode(self.memory_mode, self.device, estimate)
+        mode, tiling, reason = pick_mode(s.memory_mode or self.memory_mode, self.device, estimate)
         logger.info("memory mode: %s", reason)
-        placement = Placement(mode, self.device)
-        placement.setup(self.transformer, [self.clip, self.vae, self.expression_encoder])
-        if tiling:
-            self.vae.enable_tiling()
         dev = self.device
-
-        # motion tokens -> per-face windows in portrait order, and the face label map
-        with timer.stage("motion tokens"), placement.use(self.expression_encoder):
-            windows = []
-            for face in faces:
-                feats = face.motion[None].to(dev, self.dtype)
-                tokens = self.expression_encoder(feats)
-                windows.append(motion_windows(tokens, num_frames)[0])
-            labels = None
-            if n > 1:
-                from ..faces.regions import face_region
-
-                regions = np.stack(
-                    [
-                        face_region(ref_boxes_scaled[p], faces[p].drive_boxes, (height, width))
-                        for p in range(n)
-                    ]
+        others = [self.clip, self.vae, self.expression_encoder]
+        with Placement(mode, dev, self.transformer, others, vae=self.vae, vae_tiling=tiling) as placement:
+            # motion tokens -> per-face windows in portrait order, and the face label map
+            with timer.stage("motion tokens"), placement.use(self.expression_encoder):
+                motions = [f.motion.to(dev, self.dtype) for f in faces]
+                windows = conditioning.face_windows(self.expression_encoder, motions, num_frames)
+                labels = None
+                if n > 1:
+                    boxes = np.stack([f.portrait_box for f in faces]) * scale
+                    regions = conditioning.face_regions(
+                        boxes, [f.drive_boxes for f in faces], (height, width)
+                    )
+                    labels = conditioning.label_map(regions, (height, width), geo)
+                # Cache the per-block motion keys/values across steps and branches unless that takes
+                # more than MOTION_CACHE_BYTES (14B: about 80 MB per latent frame and face); recomputing
+                # costs a few percent of the transformer time.
+                cache_bytes = motion_cache_bytes(self.transformer, latent_frames, n)
+                motion = conditioning.motion_condition(
+                    windows, labels, masked=self.masked_motion, cache_kv=cache_bytes <= MOTION_CACHE_BYTES
                 )
-                labels = token_label_map(regions, (height, width))
-            # Cache the per-block motion keys/values across steps and branches unless that takes more
-            # than MOTION_CACHE_BYTES (14B: about 80 MB per latent frame and face); recomputing costs
-            # a few percent of the transformer time.
-            cache_bytes = motion_cache_bytes(self.transformer, latent_frames, n)
-            motion = MotionCondition(
-                windows, labels, cache_kv=cache_bytes <= MOTION_CACHE_BYTES, masked=self.masked_motion
-            )
-            logger.info(
-                "motion keys/values: %s (%.2f GiB for the clip)",
-                "cached" if motion.cache_kv else "recomputed per call",
-                cache_bytes / 2**30,
-            )
+                logger.info(
+                    "motion keys/values: %s (%.2f GiB for the clip)",
+                    "cached" if motion.cache_kv else "recomputed per call",
+                    cache_bytes / 2**30,
+                )
 
-        # 3. image conditioning: CLIP features, first-frame mask + VAE latents of [image, black...] ---------
-        with timer.stage("encode"):
-            ref = _to_tensor(portrait, width, height).to(dev)  # (1, 3, H, W) in [-1, 1]
-            with placement.use(self.clip):
-                image_features = self.clip(ref).to(self.dtype)
-            with placement.use(self.vae):
-                chunks = _conditioning_chunks(ref, num_frames)
-                latents_ref = self.vae.encode_stream(tqdm(chunks, desc="encode", total=latent_frames, **bar))
-            y = torch.cat([first_frame_mask(latent_frames, h, w).to(dev), latents_ref], dim=1).to(self.dtype)
+            # 3. image conditioning: CLIP features, first-frame mask + VAE latents of [image, black...]
+            with timer.stage("encode"):
+                ref = conditioning.image_tensor(conditioning.resize_image(portrait, width, height)).to(dev)
+                with placement.use(self.clip):
+                    image_features = conditioning.clip_features(self.clip, ref).to(self.dtype)
+                with placement.use(self.vae):
+                    progress = partial(tqdm, desc="encode", total=latent_frames, **bar)
+                    latents_ref = conditioning.image_latents(self.vae, ref, num_frames, geo, wrap=progress)
+                y = conditioning.condition_y(latents_ref).to(self.dtype)
 
-        # 4. text conditioning ----------------------------------------------------------------------------
-        with timer.stage("text"):
-            text = self.encode_text(prompt).to(dev, self.dtype)
-            negative = self.encode_text(negative_prompt).to(dev, self.dtype) if text_guidance != 1.0 else None
+            # 4. text conditioning -------------------------------------------------------------------------
+            with timer.stage("text"):
+                text = self.encode_text(s.prompt).to(dev, self.dtype)
+                negative = (
+                    self.encode_text(s.negative_prompt).to(dev, self.dtype)
+                    if s.text_guidance != 1.0
+                    else None
+                )
 
-        # 5. noise: float32 on the CPU from the seed, whatever the device -----------------------------------
-        generator = torch.Generator("cpu").manual_seed(int(seed))
-        channels = int(self.transformer.config.out_channels)  # 16 for Wan (48 for the synthetic tiny model)
-        noise = torch.randn((1, channels, latent_frames, h, w), generator=generator, dtype=torch.float32).to(
-            dev
-        )
+            # 5. noise: float32 on the CPU from the seed, whatever the device -------------------------------
+            generator = torch.Generator("cpu").manual_seed(int(s.seed))
+            channels = int(self.transformer.config.out_channels)  # 16 for Wan
+            noise = torch.randn(
+                (1, channels, latent_frames, h, w), generator=generator, dtype=torch.float32
+            ).to(dev)
 
-        # 6. sampling with motion guidance -----------------------------------------------------------------
-        with timer.stage("denoise"), placement.use(self.transformer):
-            denoiser = GuidedDenoiser(
-                self.transformer,
-                Conditions(y, image_features, text, motion, negative),
-                motion_guidance=motion_guidance,
-                text_guidance=text_guidance,
-                batch_branches=batch_branches,
-                window=window,
-                overlap=overlap,
-            )
-            steps = tqdm(total=num_steps, desc="denoise", unit="step", **bar)
-            latents = sample(denoiser, noise, num_steps, callback=lambda i, x: steps.update(1))
-            steps.close()
-            motion.clear_cache()
+            # 6. sampling with motion guidance -------------------------------------------------------------
+            with timer.stage("denoise"), placement.use(self.transformer):
+                denoiser = GuidedDenoiser(
+                    self.transformer,
+                    Conditions(y, image_features, text, motion, negative),
+                    motion_guidance=s.motion_guidance,
+                    text_guidance=s.text_guidance,
+                    batch_branches=s.batch_branches,
+                    window=window,
+                    overlap=overlap,
+                )
+                steps = tqdm(total=s.num_steps, desc="denoise", unit="step", **bar)
+                try:
+                    latents = sample(
+                        denoiser,
+                        noise,
+                        s.num_steps,
+                        callback=lambda i, x: steps.update(1),
+                        on_step_end=partial(self._step_end, callback_on_step_end),
+                    )
+                finally:
+                    steps.close()
+                    motion.clear_cache()
 
-        # 7. decode and 8. write ------------------------------------------------------------------------------
-        audio = next((v for v, info in zip(videos, infos) if info.has_audio), None)
-        frames_out = None
-        with timer.stage("decode+write"), placement.use(self.vae):
-            pixels = _frames_from_latents(self.vae.decode_stream(latents), num_frames)
-            pixels = tqdm(pixels, desc="decode", total=num_frames, unit="frame", **bar)
-            if output is not None:
-                write_video(output, pixels, fps=fps, audio_from=audio)
-            else:
-                frames_out = np.stack(list(pixels))
+            # 7. decode and 8. write ------------------------------------------------------------------------
+            audio = next((v for v, info in zip(videos, infos) if info.has_audio), None)
+            frames_out = None
+            with timer.stage("decode+write"), placement.use(self.vae):
+                pixels = _frames_from_latents(self.vae.decode_stream(latents), num_frames)
+                pixels = tqdm(pixels, desc="decode", total=num_frames, unit="frame", **bar)
+                if output is not None:
+                    write_video(output, pixels, fps=fps, audio_from=audio)
+                else:
+                    frames_out = np.stack(list(pixels))
 
         faces_info = [
             {
@@ -442,6 +433,15 @@ class FantasyPortraitPipeline:
             windows=len(denoiser.windows),
             transformer_calls=denoiser.calls,
         )
+
+    def _step_end(self, callback, step: int, timestep: torch.Tensor, latents: torch.Tensor):
+        """Run the user's step callback (diffusers' convention); stop when it asked to interrupt."""
+        if callback is not None:
+            out = callback(self, step, timestep, {"latents": latents}) or {}
+            latents = out.get("latents", latents)
+        if self.interrupt:
+            raise Cancelled(f"cancelled after denoising step {step + 1}")
+        return latents
 
 
 def _portrait_token_dim(path: Path) -> int | None:
@@ -472,24 +472,6 @@ def _check_writable(output: Path) -> None:
         raise InputError(f"{output}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
         raise InputError(f"{output}: not writable")
-
-
-def _to_tensor(image: np.ndarray, width: int, height: int) -> torch.Tensor:
-    """(H0, W0, 3) uint8 -> (1, 3, height, width) float32 in [-1, 1], Lanczos resize (SPEC §8)."""
-    from PIL import Image
-
-    im = Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS)
-    x = torch.from_numpy(np.asarray(im, np.float32) / 127.5 - 1.0)
-    return x.permute(2, 0, 1)[None]
-
-
-def _conditioning_chunks(ref: torch.Tensor, num_frames: int) -> Iterator[torch.Tensor]:
-    """[reference image, then F-1 zero ('black' in the model's [-1, 1] input, as the reference) frames]
-    as the VAE's causal chunks: 1 frame, then 4 at a time."""
-    yield ref[:, :, None]
-    zeros = torch.zeros(ref.shape[0], 3, 4, *ref.shape[2:], device=ref.device)
-    for _ in range((num_frames - 1) // 4):
-        yield zeros
 
 
 def _frames_from_latents(chunks, num_frames: int) -> Iterator[np.ndarray]:

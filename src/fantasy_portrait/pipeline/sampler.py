@@ -18,6 +18,7 @@ with the activation memory of a 21-frame pass.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -140,6 +141,7 @@ class GuidedDenoiser:
         else:  # one view per window; cached keys/values (if any) are computed once for the whole clip
             self.motions = [WindowMotion(motion, idx) for idx in self.windows]
         self.calls = 0
+        self._window = 0
 
     def _branches(self, x, t, motion, image, text, negative):
         """Predictions (v_cond, v_uncond_motion, v_neg or None) for one latent block x (1, 36, T', h, w)."""
@@ -148,36 +150,47 @@ class GuidedDenoiser:
         scales = [1.0] + ([0.0] if use_motion_cfg else []) + ([0.0] if use_text else [])
         texts = [text] * (1 + use_motion_cfg) + ([negative] if use_text else [])
         tr = self.transformer
+        names = ["cond"] + (["uncond"] if use_motion_cfg else []) + (["negative"] if use_text else [])
         if self.batch_branches:
             b = len(scales)
             self.calls += 1
-            out = tr(
-                x.expand(b, -1, -1, -1, -1),
-                timestep=t.expand(b),
-                encoder_hidden_states=torch.cat(texts),
-                encoder_hidden_states_image=image.expand(b, -1, -1),
-                motion=motion,
-                motion_scale=torch.tensor(scales),
-            )
+            with self._cache_context("+".join(names)):
+                out = tr(
+                    x.expand(b, -1, -1, -1, -1),
+                    timestep=t.expand(b),
+                    encoder_hidden_states=torch.cat(texts),
+                    encoder_hidden_states_image=image.expand(b, -1, -1),
+                    motion=motion,
+                    motion_scale=torch.tensor(scales),
+                )
             outs = list(out.split(1))
         else:
             outs = []
-            for s, txt in zip(scales, texts):
+            for name, s, txt in zip(names, scales, texts):
                 self.calls += 1
-                outs.append(
-                    tr(
-                        x,
-                        timestep=t,
-                        encoder_hidden_states=txt,
-                        encoder_hidden_states_image=image,
-                        motion=motion,
-                        motion_scale=s,
+                with self._cache_context(name):
+                    outs.append(
+                        tr(
+                            x,
+                            timestep=t,
+                            encoder_hidden_states=txt,
+                            encoder_hidden_states_image=image,
+                            motion=motion,
+                            motion_scale=s,
+                        )
                     )
-                )
         v_cond = outs[0]
         v_unc = outs[1] if use_motion_cfg else v_cond
         v_neg = outs[-1] if use_text else None
         return v_cond, v_unc, v_neg
+
+    def _cache_context(self, name: str):
+        """diffusers' cache context of one branch (and window), when a diffusers cache is enabled on the
+        transformer (``transformer.enable_cache(...)``): each gets its own cached state."""
+        tr = self.transformer
+        if not getattr(tr, "is_cache_enabled", False):
+            return nullcontext()
+        return tr.cache_context(name if len(self.windows) == 1 else f"{name}@window{self._window}")
 
     def guided(self, x, t, motion) -> torch.Tensor:
         v_cond, v_unc, v_neg = self._branches(x, t, motion, self.c.image, self.c.text, self.c.negative)
@@ -192,7 +205,8 @@ class GuidedDenoiser:
             return self.guided(x, t, self.motions[0]).float()
         total = torch.zeros_like(latents, dtype=torch.float32)
         norm = torch.zeros(latents.shape[2], device=latents.device)
-        for idx, weight, motion in zip(self.windows, self.weights, self.motions):
+        for k, (idx, weight, motion) in enumerate(zip(self.windows, self.weights, self.motions)):
+            self._window = k
             sel = torch.tensor(idx, device=latents.device)
             x = torch.cat([latents[:, :, sel], self.c.y[:, :, sel]], dim=1).to(dtype)
             v = self.guided(x, t, motion).float()
@@ -209,11 +223,13 @@ def sample(
     *,
     shift: float = 5.0,
     callback: Callable[[int, torch.Tensor], None] | None = None,
+    on_step_end: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None] | None = None,
 ) -> torch.Tensor:
     """Euler flow-matching sampling: x <- x + v(x, t) * (sigma_next - sigma), sigma after the last = 0.
 
     noise: (1, 16, T, h, w) float32. velocity(latents, timestep (1,) float32 = 1000 sigma) -> same
-    shape as latents. Returns the final latents.
+    shape as latents. callback(step, latents) is told each step's result; on_step_end(step, timestep,
+    latents) may return replacement latents (or raise to stop). Returns the final latents.
     """
     sigmas = flow_match_sigmas(num_steps, shift).float()
     timesteps = sigmas * 1000.0
@@ -223,4 +239,7 @@ def sample(
         x = x + velocity(x, timesteps[i : i + 1]) * (sigma_next - sigmas[i]).to(x.device)
         if callback is not None:
             callback(i, x)
+        if on_step_end is not None:
+            replaced = on_step_end(i, timesteps[i], x)
+            x = x if replaced is None else replaced
     return x

@@ -90,7 +90,9 @@ def make_case(
 
 def to_video_tensor(frames: np.ndarray) -> torch.Tensor:
     """(F, H, W, 3) uint8 -> (1, 3, F, H, W) float32 in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
+    from ..pipeline.conditioning import video_tensor
+
+    return video_tensor(frames)
 
 
 def driver_motion_features(encoder, clip: Clip, rng: np.random.Generator | None = None, jitter: float = 0.02):
@@ -109,25 +111,18 @@ def driver_motion_features(encoder, clip: Clip, rng: np.random.Generator | None 
 def training_tensors(case: Case, latent, image_encoder, encoder, text: torch.Tensor, rng=None) -> dict:
     """The precomputed-set tensors (``fantasy_portrait.training.dataset.SAMPLE_TENSORS``) of a case,
     made exactly as the pipeline makes its inputs (image condition = [portrait, zero frames])."""
-    from ..faces.regions import face_region
-    from ..models.masks import token_label_map
-    from ..pipeline.pipeline import _conditioning_chunks
+    from ..pipeline import conditioning
 
     frames = case.truth.frames
     hw = frames.shape[1:3]
     video = to_video_tensor(frames)
-    ref = video[:, :, 0]
+    ref = conditioning.image_tensor(frames[0])
     latents = latent.encode(video)[0]
-    image_latents = latent.encode_stream(_conditioning_chunks(ref, len(frames)))[0]
-    clip = image_encoder(ref)[0]
+    image_latents = conditioning.image_latents(latent, ref, len(frames))[0]
+    clip = conditioning.clip_features(image_encoder, ref)[0]
     motion = torch.stack([driver_motion_features(encoder, d, rng) for d in case.drivers])
-    regions = np.stack(
-        [
-            face_region(case.truth.boxes[0, i], case.drivers[i].boxes[:, 0], hw)
-            for i in range(len(case.drivers))
-        ]
-    )
-    labels = token_label_map(regions, hw).to(torch.int32)
+    regions = conditioning.face_regions(case.truth.boxes[0], [d.boxes[:, 0] for d in case.drivers], hw)
+    labels = conditioning.label_map(regions, hw).to(torch.int32)
     return {
         "latents": latents.contiguous(),
         "image_latents": image_latents.contiguous(),

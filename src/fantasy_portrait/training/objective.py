@@ -117,6 +117,6 @@ def flow_matching_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.
 
 def image_condition_mask(batch: int, num_latent_frames: int, height: int, width: int) -> torch.Tensor:
     """Wan's image-to-video frame mask (B, 4, T, H, W): ones on latent frame 0 (the given image), else 0."""
-    mask = torch.zeros(batch, 4, num_latent_frames, height, width)
-    mask[:, :, 0] = 1.0
-    return mask
+    from ..pipeline.conditioning import first_frame_mask
+
+    return first_frame_mask(num_latent_frames, height, width, batch)

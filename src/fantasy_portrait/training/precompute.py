@@ -40,6 +40,8 @@ class FrozenEncoders:
     encode_video: (3, F, H, W) float32 in [-1, 1] -> (16, T, H/8, W/8) normalised VAE latents.
     encode_image: (H, W, 3) uint8 RGB -> (K, 1280) CLIP features (K = 257 for ViT-H/14).
     encode_text: prompt -> (L, D) text embeddings of the real tokens (padding is added at load time).
+    encode_video_stream: optional, causal chunks (1 frame, then 4 each, as (1, 3, f, H, W)) -> (C, T,
+        H/8, W/8); the image condition is encoded through it as at inference (else ``encode_video``).
     motion_features: optional (frames (F, H, W, 3) uint8, boxes (N, F, 4), five_points (N, F, 5, 2)
         or None) -> (N, F, 554); used only for clips whose track file has no ``motion`` tensor
         (see :func:`pdfgc_motion_features`).
@@ -49,6 +51,7 @@ class FrozenEncoders:
     encode_image: Callable[[np.ndarray], torch.Tensor]
     encode_text: Callable[[str], torch.Tensor]
     motion_features: Callable[..., torch.Tensor] | None = None
+    encode_video_stream: Callable[..., torch.Tensor] | None = None
 
 
 @dataclass
@@ -62,9 +65,13 @@ class PrecomputeOptions:
     text_len: int = 512
 
     def validate(self) -> None:
-        if self.height % 16 or self.width % 16:
-            raise InputError(f"training size {self.height}x{self.width} must be multiples of 16")
-        if self.max_frames < 1 or (self.max_frames - 1) % 4:
+        from ..models.config import WAN_GEOMETRY as geo
+
+        if self.height % geo.token_pixels or self.width % geo.token_pixels:
+            raise InputError(
+                f"training size {self.height}x{self.width} must be multiples of {geo.token_pixels}"
+            )
+        if not geo.is_valid_frames(self.max_frames):
             raise InputError(f"max_frames {self.max_frames} must be of the form 4k+1")
         if self.dtype not in _DTYPES:
             raise InputError(f"dtype {self.dtype!r} must be one of {sorted(_DTYPES)}")
@@ -159,9 +166,9 @@ def encode_clip(
     entry: ClipEntry, encoders: FrozenEncoders, options: PrecomputeOptions
 ) -> dict[str, torch.Tensor]:
     """All cached tensors of one clip (see :class:`~fantasy_portrait.training.dataset.PrecomputedDataset`)."""
-    from ..faces.regions import face_region
     from ..io.video import frame_count_4k1, read_video
-    from ..models.masks import token_label_map
+    from ..models.config import WAN_GEOMETRY as geo
+    from ..pipeline import conditioning
 
     tracks = _read_tracks(entry.tracks)
     video = read_video(entry.video, fps=options.fps)
@@ -194,26 +201,28 @@ def encode_clip(
     boxes[..., 0::2] = boxes[..., 0::2].clamp(0, options.width)
     boxes[..., 1::2] = boxes[..., 1::2].clamp(0, options.height)
 
-    # Faces left to right by their first-frame box centre (SPEC §7).
-    order = torch.argsort((boxes[:, 0, 0] + boxes[:, 0, 2]) / 2, stable=True)
+    # Faces in portrait order (left to right by the first-frame box centre, SPEC §7). The clip is its
+    # own driver: each face's region is its first-frame box enlarged by its own motion range.
+    order = torch.as_tensor(conditioning.portrait_order(boxes[:, 0].numpy()))
     boxes, motion = boxes[order], motion[order]
 
     hw = (options.height, options.width)
-    regions = np.stack([face_region(boxes[i, 0].numpy(), boxes[i].numpy(), hw) for i in range(len(boxes))])
-    labels = torch.as_tensor(token_label_map(regions, hw)).to(torch.int32)
+    regions = conditioning.face_regions(boxes[:, 0].numpy(), boxes.numpy(), hw)
+    labels = conditioning.label_map(regions, hw, geo).to(torch.int32)
 
-    video_in = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 127.5 - 1.0  # (3, F, H, W)
+    video_in = conditioning.video_tensor(frames)[0]  # (3, F, H, W)
     with torch.no_grad():
         latents = encoders.encode_video(video_in)
-        # [first frame, F-1 zero frames]: 0 in the VAE's [-1, 1] input, as the reference and the
-        # pipeline condition at inference (pipeline._conditioning_chunks); not -1.
-        cond = torch.zeros_like(video_in)
-        cond[:, 0] = video_in[:, 0]
-        image_latents = encoders.encode_video(cond)
+        # [first frame, F-1 zero frames] in the inference pipeline's causal chunks (conditioning.py).
+        ref = conditioning.image_tensor(frames[0])
+        chunks = conditioning.image_condition_chunks(ref, num, geo)
+        if encoders.encode_video_stream is not None:
+            image_latents = encoders.encode_video_stream(chunks)
+        else:
+            image_latents = encoders.encode_video(torch.cat(list(chunks), dim=2)[0])
         clip = encoders.encode_image(frames[0])
         text = encoders.encode_text(entry.caption)
-    t_lat = (num - 1) // 4 + 1
-    expected = (t_lat, options.height // 8, options.width // 8)
+    expected = (geo.latent_frames(num), *geo.latent_size(options.height, options.width))
     if tuple(latents.shape[1:]) != expected or latents.shape != image_latents.shape:
         raise InputError(f"{entry.video}: VAE gave latents {tuple(latents.shape)}, expected (C, {expected})")
     store = _DTYPES[options.dtype]
@@ -285,12 +294,16 @@ def pipeline_encoders(
         raise InputError("precompute needs a text encoder or an empty-prompt embedding")
     warned = []
 
+    from ..pipeline import conditioning
+
     def encode_video(video: torch.Tensor) -> torch.Tensor:
         return vae.encode(video.unsqueeze(0).to(device))[0].float().cpu()
 
+    def encode_video_stream(chunks) -> torch.Tensor:
+        return vae.encode_stream(chunk.to(device) for chunk in chunks)[0].float().cpu()
+
     def encode_image(image: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
-        return clip(x.to(device))[0].float().cpu()
+        return conditioning.clip_features(clip, conditioning.image_tensor(image).to(device))[0].float().cpu()
 
     def encode_text(prompt: str) -> torch.Tensor:
         if text_encoder is None:
@@ -302,7 +315,7 @@ def pipeline_encoders(
             return _trim_text(empty_prompt.reshape(-1, empty_prompt.shape[-1]).float())
         return _trim_text(text_encoder([prompt])[0].float().cpu())
 
-    return FrozenEncoders(encode_video, encode_image, encode_text, motion_features)
+    return FrozenEncoders(encode_video, encode_image, encode_text, motion_features, encode_video_stream)
 
 
 def pdfgc_motion_features(encoder) -> Callable[..., torch.Tensor]:

@@ -24,13 +24,13 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, InputError
+from ..pipeline import conditioning
 from . import checkpoint as ckpt
 from .config import ModelSection, TrainConfig
 from .dataset import GlobalBatchPlan, MicroBatchSampler, PrecomputedDataset, collate_samples
 from .objective import (
     draw_batch,
     flow_matching_loss,
-    image_condition_mask,
     model_timestep,
     noisy_latents,
     velocity_target,
@@ -70,16 +70,8 @@ class MotionTrainingModel(nn.Module):
     ) -> torch.Tensor:
         """hidden_states (B, 36, T, h, w); timestep (B,); text (B, L, D); clip (B, K, 1280);
         motion (B, N, F, 554); labels (B, h/2, w/2) or None; motion_scale (B,). Returns (B, 16, T, h, w)."""
-        from ..models.motion_attention import MotionCondition, motion_windows
-
-        num_frames = motion.shape[2]
-        windows = [motion_windows(self.encoder(motion[:, i]), num_frames)[0] for i in range(motion.shape[1])]
-        condition = MotionCondition(
-            windows=windows,
-            labels=labels if motion.shape[1] > 1 else None,
-            cache_kv=False,
-            masked=self.masked_motion,
-        )
+        windows = conditioning.face_windows(self.encoder, motion)
+        condition = conditioning.motion_condition(windows, labels, masked=self.masked_motion, cache_kv=False)
         out = self.transformer(
             hidden_states, timestep, text, clip, motion=condition, motion_scale=motion_scale
         )
@@ -255,7 +247,7 @@ class Trainer:
         z_t = noisy_latents(latents, noise, t)
         target = velocity_target(latents, noise)
         image_latents = batch["image_latents"].to(device) * keep_image.view(-1, 1, 1, 1, 1)
-        cond = torch.cat([image_condition_mask(bsz, frames, height, width).to(device), image_latents], dim=1)
+        cond = conditioning.condition_y(image_latents)  # the inference pipeline's y
         clip = batch["clip"].to(device) * keep_image.view(-1, 1, 1)
         text = torch.where(
             draws.keep_prompt.to(device).view(-1, 1, 1), batch["text"].to(device), empty_prompt

@@ -1,0 +1,272 @@
+"""Every inference setting in one place: :class:`AnimationSettings`.
+
+The CLI (``animate``), the Python API (``FantasyPortraitPipeline.__call__``) and any front end (an
+app generating its controls) read the same fields, defaults, help texts and bounds from here.
+
+Adding a setting is a one-place change: add one field with :func:`option` (default, flag, help,
+group, bounds/choices) to :class:`AnimationSettings`. The CLI flag, ``validate()``, ``to_dict()``
+and :func:`describe` follow from the metadata; the pipeline reads ``settings.<name>``.
+
+Metadata keys (all optional except ``help``): ``flag`` (CLI flag; None = Python only), ``help``,
+``group`` (CLI/app section), ``type`` (the CLI's value type), ``choices``, ``min``, ``max``
+(inclusive bounds, checked by ``validate``), ``invert`` (a boolean shown as a negative switch, e.g.
+``--no-progress`` sets ``progress=False``), ``parse`` (CLI text -> value, e.g. ``--face-boxes``),
+``metavar``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InputError
+
+MAX_IMAGE_PIXELS = 40_000_000
+DEFAULT_FPS = 25.0
+MEMORY_MODES = ("auto", "gpu", "model-offload", "sequential")
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    group: str = "sampling",
+    type: Callable | None = None,
+    choices: Iterable | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    invert: bool = False,
+    parse: Callable[[str], Any] | None = None,
+    metavar: str | None = None,
+) -> Any:
+    """A settings field: its default plus the metadata the CLI, ``validate`` and front ends read."""
+    meta = dict(
+        help=help,
+        flag=flag,
+        group=group,
+        type=type,
+        choices=tuple(choices) if choices is not None else None,
+        min=min,
+        max=max,
+        invert=invert,
+        parse=parse,
+        metavar=metavar,
+    )
+    return field(default=default, metadata=meta)
+
+
+def _parse_face_boxes(text: str):
+    from ..faces.portrait import parse_face_boxes
+
+    return parse_face_boxes(text)
+
+
+def _window(value):
+    return value or None
+
+
+@dataclass
+class AnimationSettings:
+    """What one animation run does (everything ``FantasyPortraitPipeline.__call__`` takes)."""
+
+    # --- input ------------------------------------------------------------------------------------
+    mapping: str | None = option(
+        None,
+        "driving face -> portrait face pairs, e.g. 0:1,1:0 (default: in order)",
+        flag="--map",
+        group="faces",
+        type=str,
+        metavar="D:P,...",
+    )
+    face_boxes: Any = option(
+        None,
+        "portrait face boxes by hand, 'x1,y1,x2,y2;x1,y1,x2,y2' in image pixels (for faces the detector "
+        "misses: cartoons, animals); in Python an (N, 4) array",
+        flag="--face-boxes",
+        group="faces",
+        type=str,
+        parse=_parse_face_boxes,
+    )
+    max_frames: int | None = option(
+        None,
+        "use at most this many driving frames (after --fps resampling); the count used is the largest "
+        "4k+1 not above it",
+        flag="--max-frames",
+        group="video",
+        type=int,
+        min=1,
+    )
+    max_size: int = option(
+        720, "longer side of the output in pixels", flag="--max-size", group="video", type=int, min=16
+    )
+    fps: float | None = option(
+        DEFAULT_FPS,
+        "working and output frame rate; drivers are resampled to it, audio stays in sync "
+        "(as the reference; 0 = the first driving video's own rate)",
+        flag="--fps",
+        group="video",
+        type=float,
+        min=0,
+    )
+    max_image_pixels: int = option(
+        MAX_IMAGE_PIXELS, "refuse larger portraits", flag="--max-image-pixels", group="video", type=int, min=1
+    )
+    # --- sampling ---------------------------------------------------------------------------------
+    num_steps: int = option(30, "denoising steps", flag="--steps", type=int, min=1)
+    motion_guidance: float = option(4.0, "motion guidance scale", flag="--motion-guidance", type=float)
+    text_guidance: float = option(
+        1.0, "text guidance scale; != 1 loads umT5", flag="--text-guidance", type=float
+    )
+    prompt: str = option("", "text prompt (default empty: umT5 is not loaded)", flag="--prompt", type=str)
+    negative_prompt: str = option(
+        "", "negative prompt (used when --text-guidance != 1)", flag="--negative-prompt", type=str
+    )
+    seed: int = option(0, "noise seed; the same seed gives the same video", flag="--seed", type=int)
+    # --- long clips and memory --------------------------------------------------------------------
+    window_frames: int | None = option(
+        81,
+        "frames per temporal window for long clips (4k+1 >= 9; 0 = whole clip in one pass)",
+        flag="--window-frames",
+        group="memory",
+        type=int,
+        min=0,
+        parse=_window,
+    )
+    overlap_frames: int = option(
+        20, "frames shared by neighbouring windows", flag="--overlap-frames", group="memory", type=int, min=0
+    )
+    batch_branches: bool = option(
+        True,
+        "run the guidance branches one after the other instead of as one batch (less memory, slower)",
+        flag="--sequential-branches",
+        group="memory",
+        invert=True,
+    )
+    memory_mode: str | None = option(
+        None,
+        "where models live on an accelerator: all on it, moved per stage, or DiT block by block "
+        "(default: the pipeline's, auto = chosen from free memory; on the CPU this does not apply)",
+        flag="--memory",
+        group="memory",
+        type=str,
+        choices=MEMORY_MODES,
+    )
+    # --- output -------------------------------------------------------------------------------------
+    progress: bool = option(True, "no progress bars", flag="--no-progress", group="output", invert=True)
+
+    # ------------------------------------------------------------------------------------- methods
+    def validate(self) -> AnimationSettings:
+        """Check every field against its metadata; raise InputError naming the option. Returns self."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            meta = f.metadata
+            name = meta.get("flag") or f.name
+            if value is None:
+                continue
+            if meta.get("choices") and value not in meta["choices"]:
+                raise InputError(f"{name} must be one of {', '.join(meta['choices'])}, got {value!r}")
+            if meta.get("min") is not None and value < meta["min"]:
+                raise InputError(f"{name} must be >= {meta['min']:g}, got {value}")
+            if meta.get("max") is not None and value > meta["max"]:
+                raise InputError(f"{name} must be <= {meta['max']:g}, got {value}")
+        if self.window_frames and (self.window_frames < 9 or (self.window_frames - 1) % 4):
+            raise InputError(f"--window-frames must be 0 or 4k+1 >= 9, got {self.window_frames}")
+        return self
+
+    def replace(self, **overrides) -> AnimationSettings:
+        """A copy with some fields changed (unknown names raise InputError)."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise InputError(f"unknown animation setting(s): {', '.join(unknown)}")
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict:
+        """JSON-ready values (arrays as lists)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.tolist() if hasattr(value, "tolist") else value
+        return out
+
+    # ------------------------------------------------------------------------------- CLI helpers
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser, exclude: Iterable[str] = ()) -> None:
+        """Add one flag per field with a ``flag`` (grouped by ``group``) to ``parser``."""
+        groups: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            meta = f.metadata
+            if not meta.get("flag") or f.name in exclude:
+                continue
+            group = groups.get(meta["group"])
+            if group is None:
+                group = groups[meta["group"]] = parser.add_argument_group(meta["group"])
+            if meta.get("invert"):
+                group.add_argument(meta["flag"], dest=f.name, action="store_true", help=meta["help"])
+                continue
+            default = f.default
+            shown = f"{default:g}" if isinstance(default, float) else str(default)
+            text = meta["help"] + (f" (default {shown})" if isinstance(default, (int, float)) else "")
+            group.add_argument(
+                meta["flag"],
+                dest=f.name,
+                type=meta.get("type") or str,
+                default=None,
+                choices=meta.get("choices"),
+                metavar=meta.get("metavar")
+                or (None if meta.get("choices") else meta["flag"].lstrip("-").replace("-", "_").upper()),
+                help=text,
+            )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> AnimationSettings:
+        """Settings from parsed arguments (flags not given keep the defaults), validated."""
+        values = {}
+        for f in dataclasses.fields(cls):
+            meta = f.metadata
+            if not meta.get("flag") or not hasattr(args, f.name):
+                continue
+            value = getattr(args, f.name)
+            if meta.get("invert"):
+                values[f.name] = not value
+                continue
+            if value is None:
+                continue
+            values[f.name] = value
+        settings = cls(**values).validate()
+        for f in dataclasses.fields(cls):  # CLI text -> Python value after the bounds were checked
+            parse = f.metadata.get("parse")
+            if parse is not None and f.name in values:
+                setattr(settings, f.name, parse(values[f.name]))
+        return settings
+
+
+def describe() -> list[dict]:
+    """Every setting as a plain dict (name, default, help, flag, group, choices, bounds): what a front
+    end needs to build its controls."""
+    out = []
+    for f in dataclasses.fields(AnimationSettings):
+        meta = dict(f.metadata)
+        meta.pop("parse", None)
+        type_ = meta.pop("type", None)
+        out.append(
+            dict(
+                name=f.name,
+                default=f.default,
+                type=type_.__name__ if type_ is not None else ("bool" if meta.get("invert") else str(f.type)),
+                **meta,
+            )
+        )
+    return out
+
+
+def resolve(settings: AnimationSettings | None, overrides: dict) -> AnimationSettings:
+    """The settings of one call: ``settings`` (or the defaults) with keyword overrides, validated."""
+    base = settings if settings is not None else AnimationSettings()
+    if not isinstance(base, AnimationSettings):
+        raise InputError(f"settings must be an AnimationSettings, got {type(base).__name__}")
+    return (base.replace(**overrides) if overrides else dataclasses.replace(base)).validate()
