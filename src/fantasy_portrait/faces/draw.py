@@ -9,6 +9,7 @@ import numpy as np
 COLORS = [(230, 60, 60), (60, 160, 230), (80, 200, 80), (230, 180, 40), (180, 90, 220), (40, 200, 200),
           (240, 120, 180), (160, 160, 160)]  # fmt: skip
 FILLED_COLOR = (255, 255, 0)
+UNUSED_COLOR = (128, 128, 128)
 
 
 def color(i: int) -> tuple[int, int, int]:
@@ -56,16 +57,22 @@ def draw_portrait(image_rgb: np.ndarray, faces, regions=None, mapping=None, labe
     return img
 
 
-def draw_tracks(frame_rgb: np.ndarray, tracks, t: int, names=None) -> np.ndarray:
+def draw_tracks(frame_rgb: np.ndarray, tracks, t: int, names=None, color_ids=None) -> np.ndarray:
     """One driving frame with each track's box, id, five points and sparse landmarks at frame t.
-    Filled (interpolated) frames are drawn in yellow with "(filled)"."""
+    names: the driving face numbers shown; color_ids: the colour index per track, the portrait face it
+    drives (so a pair has one colour in both previews; None: an unused driver, grey). Filled
+    (interpolated) frames are drawn in yellow with "(filled)"."""
     img = np.ascontiguousarray(frame_rgb.copy())
     scale = max(0.4, min(img.shape[:2]) / 700)
     for k, tr in enumerate(tracks):
         if t >= tr.num_frames:
             continue
         filled = bool(tr.filled[t])
-        col = FILLED_COLOR if filled else color(k if names is None else names[k])
+        if color_ids is not None:
+            col = UNUSED_COLOR if color_ids[k] is None else color(color_ids[k])
+        else:
+            col = color(k if names is None else names[k])
+        col = FILLED_COLOR if filled else col
         x1, y1, x2, y2 = (int(round(v)) for v in tr.boxes[t])
         cv2.rectangle(img, (x1, y1), (x2, y2), col, max(2, int(3 * scale)))
         name = f"driver {k if names is None else names[k]}" + (" (filled)" if filled else "")

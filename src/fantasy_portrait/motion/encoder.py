@@ -89,15 +89,17 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         path = found[0]
     if not path.is_file():
         raise CheckpointError(f"{path}: PD-FGC weights not found (pd_fpg.pth)")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
+        try:
             state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot read weights ({exc.__class__.__name__}: {exc})") from exc
+        except Exception as exc:
+            raise CheckpointError(f"{path}: cannot read weights ({exc.__class__.__name__}: {exc})") from exc
+    else:
+        from ..io.weights import load_torch_file
+
+        state = load_torch_file(path, what="PD-FGC weights", mmap=False)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if isinstance(state, dict) and isinstance(state.get(CHECKPOINT_PREFIX[:-1]), dict):

@@ -86,25 +86,35 @@ class TrainConfig:
     def from_dict(
         cls, data: dict, base_dir: str | os.PathLike | None = None, source: str = "config"
     ) -> TrainConfig:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise InputError(f"{source}: expected a mapping of sections, got {_kind(data)}")
         sections = {f.name: f.type for f in dataclasses.fields(cls)}
-        unknown = set(data or {}) - set(sections)
+        unknown = set(data) - set(sections)
         if unknown:
-            raise InputError(f"{source}: unknown section(s) {sorted(unknown)}; expected {sorted(sections)}")
+            raise InputError(
+                f"{source}: unknown section(s) {sorted(map(str, unknown))}; expected {sorted(sections)}"
+            )
         kwargs = {}
         for f in dataclasses.fields(cls):
             kind = f.default_factory
-            values = dict((data or {}).get(f.name) or {})
+            raw = data.get(f.name)
+            if raw is None:
+                raw = {}
+            if not isinstance(raw, dict):
+                raise InputError(
+                    f"{source}: section '{f.name}' must be a mapping of keys (key: value), got {_kind(raw)}"
+                )
             known = {g.name for g in dataclasses.fields(kind)}
-            bad = set(values) - known
+            bad = set(raw) - known
             if bad:
-                raise InputError(f"{source}: unknown key(s) {sorted(bad)} in section '{f.name}'")
+                raise InputError(f"{source}: unknown key(s) {sorted(map(str, bad))} in section '{f.name}'")
             types = {g.name: g.type for g in dataclasses.fields(kind)}
-            for key, value in values.items():
-                values[key] = _coerce(value, types[key], f"{source}: {f.name}.{key}")
-            try:
-                kwargs[f.name] = kind(**values)
-            except TypeError as exc:
-                raise InputError(f"{source}: section '{f.name}': {exc}") from exc
+            values = {
+                key: _coerce(value, types[key], f"{source}: {f.name}.{key}") for key, value in raw.items()
+            }
+            kwargs[f.name] = kind(**values)
         cfg = cls(**kwargs)
         cfg.optim.betas = tuple(cfg.optim.betas)
         if base_dir is not None:
@@ -146,17 +156,118 @@ class TrainConfig:
             raise InputError(f"{source}: " + "; ".join(problems))
 
 
+def _kind(value) -> str:
+    if value is None:
+        return "nothing"
+    names = {
+        dict: "a mapping",
+        list: "a list",
+        str: "text",
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+    }
+    return names.get(type(value), type(value).__name__)
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        number = float(text)
+        if not number.is_integer():
+            raise
+        return int(number)
+
+
 def _coerce(value, annotation, where: str):
-    """YAML reads 2e-3 as a string (1.1 needs a dot); numbers given that way are taken as numbers."""
-    kind = str(annotation)
-    if isinstance(value, str) and kind.startswith(("float", "int")):
-        try:
-            return float(value) if kind.startswith("float") else int(value)
-        except ValueError as exc:
-            raise InputError(f"{where}: expected a number, got {value!r}") from exc
-    if isinstance(value, bool) and kind.startswith(("float", "int")):
-        raise InputError(f"{where}: expected a number, got {value!r}")
-    return value
+    """Check a config value against its field's type (the annotation text, e.g. ``float | None``) and
+    convert what is unambiguous: YAML reads 2e-3 as text, so numbers given as text are numbers; an int
+    for a float; a whole float (1e3) for an int; numbers for text (paths such as 2024)."""
+    text = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+    kinds = [k.strip() for k in text.split("|")]
+    if value is None:
+        if "None" in kinds:
+            return None
+        raise InputError(f"{where}: a value is required")
+    for kind in kinds:
+        if kind == "None":
+            continue
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            continue
+        if kind in ("int", "float"):
+            if isinstance(value, bool):
+                continue
+            if isinstance(value, str):
+                try:
+                    value = float(value) if kind == "float" else _whole(value)
+                except ValueError:
+                    continue
+            if kind == "float" and isinstance(value, (int, float)):
+                return float(value)
+            if kind == "int" and isinstance(value, int):
+                return value
+            if kind == "int" and isinstance(value, float) and value.is_integer():
+                return int(value)
+            continue
+        if kind == "str":
+            if isinstance(value, str):
+                return value
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return str(value)
+            continue
+        if kind.startswith("list["):
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                return list(value)
+            continue
+        if kind.startswith("tuple["):
+            size = kind.count(",") + 1
+            if isinstance(value, (list, tuple)) and len(value) == size:
+                try:
+                    return tuple(_coerce(v, "float", where) for v in value)
+                except InputError:
+                    continue
+            continue
+    wanted = {
+        "bool": "true or false",
+        "int": "a whole number",
+        "float": "a number",
+        "str": "text",
+        "None": "nothing (null)",
+    }
+    expected = " or ".join(
+        wanted.get(k, "a list of text" if k.startswith("list[") else "a list of numbers") for k in kinds
+    )
+    raise InputError(f"{where}: expected {expected}, got {_kind(value)} {value!r}"[:300])
+
+
+def _yaml_error(exc) -> str:
+    """One line for a YAML error: what is wrong and where (line, column)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
+
+
+def read_yaml(path: str | os.PathLike, what: str = "file"):
+    """A YAML file's content, or an InputError in one line (missing, not UTF-8, not valid YAML)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: {what} not found" if not path.is_dir() else f"{path}: is a folder")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path}: not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at position {exc.start})"
+        ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML: {_yaml_error(exc)}") from None
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> TrainConfig:
@@ -164,21 +275,26 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     import yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: training config not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML ({exc})") from exc
+    data = read_yaml(path, "training config")
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a mapping of sections")
+        raise InputError(
+            f"{path}: expected a mapping of sections (model:, data:, train: ...), got {_kind(data)}"
+        )
     for item in overrides or []:
         key, sep, value = item.partition("=")
         section, dot, name = key.partition(".")
-        if not sep or not dot:
-            raise InputError(f"override {item!r} must look like section.key=value")
-        data.setdefault(section, {})
-        if data[section] is None:
+        if not sep or not dot or not section or not name:
+            raise InputError(f"--set {item!r} must look like section.key=value")
+        if data.get(section) is None:
             data[section] = {}
-        data[section][name] = yaml.safe_load(value)
+        if not isinstance(data[section], dict):
+            raise InputError(
+                f"{path}: section '{section}' must be a mapping of keys, got {_kind(data[section])}"
+            )
+        try:
+            data[section][name] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise InputError(f"--set {item!r}: not a valid YAML value: {_yaml_error(exc)}") from None
     return TrainConfig.from_dict(data, base_dir=path.parent, source=str(path))

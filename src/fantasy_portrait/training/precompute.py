@@ -107,11 +107,19 @@ def read_manifest(path: str | os.PathLike) -> list[ClipEntry]:
         raise InputError(f"{path}: manifest not found")
     entries = []
     seen: set[str] = set()
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not a UTF-8 text file (byte at position {exc.start})") from None
+    for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             data = json.loads(line)
+            if not isinstance(data, dict):
+                raise TypeError(f"expected a JSON object {{...}}, got {type(data).__name__}")
+            if not isinstance(data.get("video"), str) or not isinstance(data.get("tracks"), str):
+                raise KeyError("'video' and 'tracks' must be file names (text)")
             entry = ClipEntry(
                 id=str(data.get("id") or Path(data["video"]).stem),
                 video=path.parent / data["video"],
@@ -119,7 +127,7 @@ def read_manifest(path: str | os.PathLike) -> list[ClipEntry]:
                 caption=str(data.get("caption") or ""),
             )
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise InputError(f"{path}:{n}: bad manifest line ({exc.__class__.__name__}: {exc})") from exc
+            raise InputError(f"{path}:{n}: bad manifest line ({exc.__class__.__name__}: {exc})") from None
         if entry.id in seen:
             raise InputError(f"{path}:{n}: duplicate clip id {entry.id!r}")
         seen.add(entry.id)
