@@ -138,7 +138,7 @@ def dry_run(args, s: AnimationSettings) -> int:
         with Image.open(args.image) as im:
             width, height = target_size(im.size[0], im.size[1], s.max_size)
     except OSError:
-        width = height = 16 * -(-s.max_size // 16)
+        width, height = target_size(s.max_size, s.max_size, s.max_size)
     available = min(
         probe_video(v).num_frames
         * (s.fps or probe_video(args.driving[0]).fps)

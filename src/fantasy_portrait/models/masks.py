@@ -13,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-TOKEN_PIXELS = 16  # VAE 8x spatial stride times the DiT's 2x2 patch
+from .config import WAN_GEOMETRY
+
+TOKEN_PIXELS = WAN_GEOMETRY.token_pixels  # VAE 8x spatial stride times the DiT's 2x2 patch
 
 
 def token_label_map(regions, image_hw: tuple[int, int], cell: int = TOKEN_PIXELS) -> torch.Tensor:

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ..models.config import WAN_GEOMETRY, LatentGeometry
+
 logger = logging.getLogger(__name__)
 
 MODES = ("auto", "gpu", "model-offload", "sequential", "cpu")
@@ -90,7 +92,8 @@ def estimate_memory(
     VAE peak: about six full-resolution feature maps of width ``vae_base_dim`` for one 4-frame chunk
     (the causal decoder works a latent frame at a time and we stream its output); tiles are 256 px.
     """
-    tokens = latent_frames * (height // 16) * (width // 16)
+    rows, cols = WAN_GEOMETRY.token_grid(height, width)
+    tokens = latent_frames * rows * cols
     dit_act = branches * tokens * (6 * dit_dim + dit_ffn) * dtype_bytes
     vae_act = 6 * 4 * vae_base_dim * height * width * dtype_bytes
     vae_tiled = 6 * 4 * vae_base_dim * min(height, 320) * min(width, 320) * dtype_bytes
@@ -121,9 +124,10 @@ def estimate_for_transformer(
 ) -> MemoryEstimate:
     """:func:`estimate_memory` for a built transformer (real or on the meta device)."""
     cfg = transformer.config
-    latent = (num_frames - 1) // 4 + 1
+    geo = LatentGeometry.from_transformer(transformer)
+    latent = geo.latent_frames(num_frames)
     if window_frames:
-        latent = min(latent, (window_frames - 1) // 4 + 1)
+        latent = min(latent, geo.latent_frames(window_frames))
     return estimate_memory(
         sum(p.numel() for p in transformer.parameters()),
         cfg.num_attention_heads * cfg.attention_head_dim,
