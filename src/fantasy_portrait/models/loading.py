@@ -97,24 +97,33 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------- Wan DiT
 
 
-def _wan_files(folder: Path) -> list[Path]:
+def dit_weight_files(folder: Path) -> tuple[list[Path], list[str]]:
+    """The DiT's safetensors files in ``folder`` (the index's shards, or the single file) and what is
+    missing (empty when complete). The one place that knows how a Wan DiT folder lists its files."""
+    folder = Path(folder)
     index = folder / WAN_INDEX
     if index.is_file():
         try:
             weight_map = json.loads(index.read_text())["weight_map"]
         except (ValueError, KeyError) as exc:
             raise CheckpointError(f"{index}: not a safetensors index ({exc})") from exc
-        names = sorted(set(weight_map.values()))
-        missing = [n for n in names if not (folder / n).is_file()]
-        if missing:
-            raise CheckpointError(f"{folder}: missing shard(s) listed in {WAN_INDEX}: {', '.join(missing)}")
-        return [folder / n for n in names]
+        files = [folder / n for n in sorted(set(weight_map.values()))]
+        return files, [str(f) for f in files if not f.is_file()]
     if (folder / WAN_SINGLE).is_file():
-        return [folder / WAN_SINGLE]
-    shards = sorted(folder.glob("diffusion_pytorch_model-*-of-*.safetensors"))
-    if shards:
-        raise CheckpointError(f"{folder}: shards found but no {WAN_INDEX}")
-    raise CheckpointError(f"{folder}: no {WAN_SINGLE} and no {WAN_INDEX}")
+        return [folder / WAN_SINGLE], []
+    if sorted(folder.glob("diffusion_pytorch_model-*-of-*.safetensors")):
+        return [], [f"{folder / WAN_INDEX} (shards found but no index)"]
+    return [], [f"{folder / WAN_SINGLE} (or {WAN_INDEX} with its shards)"]
+
+
+def _wan_files(folder: Path) -> list[Path]:
+    files, missing = dit_weight_files(folder)
+    if missing and files:
+        names = ", ".join(Path(m).name for m in missing)
+        raise CheckpointError(f"{folder}: missing shard(s) listed in {WAN_INDEX}: {names}")
+    if missing:
+        raise CheckpointError(f"{folder}: DiT weights missing: {missing[0]}")
+    return files
 
 
 def _read_json(path: Path) -> dict:
