@@ -520,8 +520,13 @@ def reset_cache(transformer) -> None:
     handle.reset_counts()
 
 
+def wants_context(transformer) -> bool:
+    """True when a cache of this module (or MagCache ratio recording) needs cache contexts."""
+    return active_cache(transformer) is not None or getattr(transformer, "_fp_recording", False)
+
+
 def cache_context(transformer, name: str):
     """``transformer.cache_context(name)`` when a cache is enabled, else nothing."""
-    if active_cache(transformer) is None and not getattr(transformer, "_fp_recording", False):
+    if not wants_context(transformer) and not getattr(transformer, "is_cache_enabled", False):
         return nullcontext()
     return transformer.cache_context(name)

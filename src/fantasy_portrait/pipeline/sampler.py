@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from ..models.motion_attention import MotionCondition
-from .schedule import flow_match_sigmas, guided_velocity
+from .schedule import guided_velocity, sampling_sigmas
 
 
 @dataclass
@@ -185,10 +185,13 @@ class GuidedDenoiser:
         return v_cond, v_unc, v_neg
 
     def _cache_context(self, name: str):
-        """diffusers' cache context of one branch (and window), when a diffusers cache is enabled on the
-        transformer (``transformer.enable_cache(...)``): each gets its own cached state."""
+        """diffusers' cache context of one branch (and window), when a cache is enabled on the
+        transformer (``transformer.enable_cache(...)`` or ``caching.enable_cache``, e.g. TeaCache, or
+        MagCache ratios being recorded): each gets its own cached state."""
+        from .caching import wants_context
+
         tr = self.transformer
-        if not getattr(tr, "is_cache_enabled", False):
+        if not getattr(tr, "is_cache_enabled", False) and not wants_context(tr):
             return nullcontext()
         return tr.cache_context(name if len(self.windows) == 1 else f"{name}@window{self._window}")
 
@@ -222,16 +225,19 @@ def sample(
     num_steps: int,
     *,
     shift: float = 5.0,
+    sigmas: torch.Tensor | list[float] | None = None,
     callback: Callable[[int, torch.Tensor], None] | None = None,
     on_step_end: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | None] | None = None,
 ) -> torch.Tensor:
     """Euler flow-matching sampling: x <- x + v(x, t) * (sigma_next - sigma), sigma after the last = 0.
 
+    sigmas: explicit noise levels (already shifted, e.g. ``schedule.step_distill_sigmas()``; their
+    count replaces ``num_steps``); None: the released schedule of ``num_steps`` at ``shift``.
     noise: (1, 16, T, h, w) float32. velocity(latents, timestep (1,) float32 = 1000 sigma) -> same
     shape as latents. callback(step, latents) is told each step's result; on_step_end(step, timestep,
     latents) may return replacement latents (or raise to stop). Returns the final latents.
     """
-    sigmas = flow_match_sigmas(num_steps, shift).float()
+    sigmas = sampling_sigmas(num_steps, shift, sigmas)
     timesteps = sigmas * 1000.0
     x = noise.float()
     for i in range(len(sigmas)):
