@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import CheckpointError, FantasyPortraitError, InputError
-from . import conditioning, layout
+from . import acceleration, conditioning, layout
 from .conditioning import first_frame_mask, target_size  # noqa: F401  (re-exported: the public names)
 from .drivers import face_motions, plan_driving
 from .memory import Placement, estimate_for_transformer, pick_mode
@@ -51,6 +51,7 @@ class AnimationResult:
     memory_mode: str = "cpu"
     windows: int = 1
     transformer_calls: int = 0
+    acceleration: dict = field(default_factory=dict)  # steps, sigmas, precision, memory plan, cache counts
 
     def summary(self) -> dict:
         return {
@@ -65,6 +66,7 @@ class AnimationResult:
             "memory_mode": self.memory_mode,
             "windows": self.windows,
             "transformer_calls": self.transformer_calls,
+            "acceleration": self.acceleration,
         }
 
 
@@ -141,11 +143,14 @@ class FantasyPortraitPipeline:
         memory_mode: str = "auto",
         face_backend: str = "mediapipe",
         need_text_encoder: bool = False,
+        dit: str | os.PathLike | None = None,
     ) -> FantasyPortraitPipeline:
         """Load everything from a weight folder (released layout; see ``layout``).
 
         wan_dir: the folder (None: ``$FANTASY_PORTRAIT_WEIGHTS``). portrait_checkpoint /
         motion_checkpoint override where ``fantasyportrait_model.*`` and ``pd_fpg.pth`` are found.
+        dit: a single-file Wan2.1 I2V DiT used instead of the folder's (ComfyUI fp8 / fp8-scaled
+        .safetensors, city96 .gguf; ``models.quantization``).
         Models are loaded to the CPU and placed on ``device`` per the memory mode at run time.
         """
         from ..models.loading import load_portrait_checkpoint, load_wan_transformer
@@ -157,12 +162,20 @@ class FantasyPortraitPipeline:
             need_text_encoder=need_text_encoder,
             portrait=portrait_checkpoint,
             motion=motion_checkpoint,
+            require=tuple(p for p in layout.RUN_PARTS if not (dit and p == "dit")),
         )
 
         token_dim = _portrait_token_dim(files.portrait)
-        transformer = load_wan_transformer(
-            files.wan_dir, dtype=torch_dtype, device="cpu", motion_dim=token_dim or 2048
-        )
+        if dit:
+            from ..models.quantization import load_wan_single_file
+
+            transformer = load_wan_single_file(
+                dit, dtype=torch_dtype, device="cpu", motion_dim=token_dim or 2048
+            )
+        else:
+            transformer = load_wan_transformer(
+                files.wan_dir, dtype=torch_dtype, device="cpu", motion_dim=token_dim or 2048
+            )
         encoder = load_portrait_checkpoint(files.portrait, transformer, dtype=torch_dtype, device="cpu")
         motion = MotionEncoder.from_pretrained(files.motion, device=device)  # 36 MB: always on the device
         vae = load_vae(files.vae, dtype=torch_dtype, device="cpu")
@@ -322,7 +335,19 @@ class FantasyPortraitPipeline:
             batch_branches=s.batch_branches,
             text=use_text,
         )
-        mode, tiling, reason = pick_mode(s.memory_mode or self.memory_mode, self.device, estimate)
+        run = acceleration.plan_run(
+            self,
+            s,
+            estimate,
+            pick_mode,
+            width=width,
+            height=height,
+            num_frames=num_frames,
+            faces=n,
+            text=use_text,
+        )
+        mode, tiling, reason = run.mode, run.vae_tiling, run.reason
+        acceleration.prepare_model(self, s, run)
         logger.info("memory mode: %s", reason)
         dev = self.device
         others = [self.clip, self.vae, self.expression_encoder]
@@ -378,22 +403,27 @@ class FantasyPortraitPipeline:
             ).to(dev)
 
             # 6. sampling with motion guidance -------------------------------------------------------------
-            with timer.stage("denoise"), placement.use(self.transformer):
+            with (
+                timer.stage("denoise"),
+                placement.use(self.transformer),
+                acceleration.denoising(self, s, run, height=height, width=width),
+            ):
                 denoiser = GuidedDenoiser(
                     self.transformer,
                     Conditions(y, image_features, text, motion, negative),
-                    motion_guidance=s.motion_guidance,
+                    motion_guidance=run.motion_guidance,
                     text_guidance=s.text_guidance,
-                    batch_branches=s.batch_branches,
+                    batch_branches=run.batch_branches,
                     window=window,
                     overlap=overlap,
                 )
-                steps = tqdm(total=s.num_steps, desc="denoise", unit="step", **bar)
+                steps = tqdm(total=run.num_steps, desc="denoise", unit="step", **bar)
                 try:
                     latents = sample(
                         denoiser,
                         noise,
-                        s.num_steps,
+                        run.num_steps,
+                        sigmas=run.sigmas,
                         callback=lambda i, x: steps.update(1),
                         on_step_end=partial(self._step_end, callback_on_step_end),
                     )
@@ -432,6 +462,7 @@ class FantasyPortraitPipeline:
             memory_mode=reason,
             windows=len(denoiser.windows),
             transformer_calls=denoiser.calls,
+            acceleration=run.summary(),
         )
 
     def _step_end(self, callback, step: int, timestep: torch.Tensor, latents: torch.Tensor):

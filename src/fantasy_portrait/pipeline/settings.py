@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,11 @@ from ..errors import InputError
 
 MAX_IMAGE_PIXELS = 40_000_000
 DEFAULT_FPS = 25.0
-MEMORY_MODES = ("auto", "gpu", "model-offload", "sequential")
+MEMORY_MODES = ("auto", "gpu", "model-offload", "group-offload", "sequential")  # sequential = group-offload
+CACHE_KINDS = ("none", "teacache", "fbc", "magcache", "taylorseer")  # pipeline.caching
+PRECISIONS = ("auto", "bf16", "fp8")
+ATTENTION_BACKENDS = ("native", "flash", "sage")
+PRESET_FIELDS = ("num_steps", "motion_guidance")  # what a sampling preset (--preset) sets
 
 
 def option(
@@ -67,6 +72,31 @@ def _parse_face_boxes(text: str):
 
 def _window(value):
     return value or None
+
+
+def _parse_sigmas(text: str) -> tuple[float, ...]:
+    from .schedule import check_sigmas
+
+    try:
+        return tuple(float(v) for v in check_sigmas([float(t) for t in text.split(",")]))
+    except ValueError as exc:
+        raise InputError(f"--sigmas {text!r}: {exc}") from exc
+
+
+def preset_values(name: str) -> dict:
+    """The fields a sampling preset sets (``PRESET_FIELDS``)."""
+    from .schedule import SAMPLING_PRESETS
+
+    if name not in SAMPLING_PRESETS:
+        raise InputError(f"--preset must be one of {', '.join(SAMPLING_PRESETS)}, got {name!r}")
+    p = SAMPLING_PRESETS[name]
+    return {"num_steps": p.num_steps, "motion_guidance": p.motion_guidance}
+
+
+def _with(f, **extra):
+    """A settings field with extra metadata (``append``: repeatable flag; ``switch``: on/off flag)."""
+    f.metadata = {**f.metadata, **extra}
+    return f
 
 
 @dataclass
@@ -155,10 +185,121 @@ class AnimationSettings:
         type=str,
         choices=MEMORY_MODES,
     )
+    # --- speed and memory (docs/acceleration.md) ----------------------------------------------------
+    preset: str | None = option(
+        None,
+        "sampling preset: quality (the reference: 30 steps, motion guidance 4) or fast (4 steps of the "
+        "step-distilled schedule, for a distilled LoRA given with --lora); --steps / --motion-guidance "
+        "given as well override it",
+        flag="--preset",
+        group="speed",
+        type=str,
+        choices=("quality", "fast"),
+    )
+    sigmas: tuple | None = option(
+        None,
+        "explicit noise levels, already shifted, decreasing, the final 0 implied (e.g. "
+        "1,0.9375,0.8333,0.625); their count is the step count",
+        flag="--sigmas",
+        group="speed",
+        type=str,
+        parse=_parse_sigmas,
+        metavar="S1,S2,...",
+    )
+    loras: tuple = _with(
+        option(
+            (),
+            "LoRA to apply, FILE or FILE:SCALE (repeatable): LightX2V/ComfyUI (lora_down/up, diff, "
+            "diff_b, diff_m) or diffusers/peft layout; fused into the weights",
+            flag="--lora",
+            group="speed",
+            type=str,
+            metavar="FILE[:SCALE]",
+        ),
+        append=True,
+    )
+    cache: str = option(
+        "none",
+        "feature cache skipping DiT work between steps: teacache, fbc (first-block), magcache, "
+        "taylorseer, or none",
+        flag="--cache",
+        group="speed",
+        type=str,
+        choices=CACHE_KINDS,
+    )
+    cache_threshold: float | None = option(
+        None,
+        "cache threshold (taylorseer: its interval in steps); 0 never skips; default per cache "
+        "(teacache 0.2, fbc 0.05, magcache 0.12, taylorseer 3)",
+        flag="--cache-threshold",
+        group="speed",
+        type=float,
+        min=0,
+    )
+    cache_ratios: str | None = option(
+        None,
+        "MagCache ratio file: read if it exists, else written by this run (calibration: nothing skipped)",
+        flag="--cache-ratios",
+        group="speed",
+        type=str,
+        metavar="FILE",
+    )
+    precision: str = option(
+        "auto",
+        "DiT weight storage: bf16, fp8 (e4m3 storage, compute in the model dtype; motion parts kept) "
+        "or auto (as loaded; fp8 only when --vram needs it)",
+        flag="--precision",
+        group="speed",
+        type=str,
+        choices=PRECISIONS,
+    )
+    vram: float | None = option(
+        None,
+        "accelerator memory budget in GiB: the planner picks precision and offloading to fit it and "
+        "prints its choice (default: from free memory)",
+        flag="--vram",
+        group="memory",
+        type=float,
+        min=0.01,
+    )
+    compile: bool = _with(
+        option(
+            False,
+            "torch.compile the repeated DiT block (regional; the first step pays the compile time)",
+            flag="--compile",
+            group="speed",
+        ),
+        switch=True,
+    )
+    attention: str = option(
+        "native",
+        "attention backend through diffusers: native (torch SDPA), flash (flash-attn), sage (SageAttention)",
+        flag="--attention",
+        group="speed",
+        type=str,
+        choices=ATTENTION_BACKENDS,
+    )
     # --- output -------------------------------------------------------------------------------------
     progress: bool = option(True, "no progress bars", flag="--no-progress", group="output", invert=True)
 
     # ------------------------------------------------------------------------------------- methods
+    def __post_init__(self):
+        # A preset fills the sampling fields still at their defaults; explicit values win (from_args and
+        # replace() also let a value equal to the default win when it was given explicitly).
+        if self.preset:
+            defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in PRESET_FIELDS}
+            for name, value in preset_values(self.preset).items():
+                if getattr(self, name) == defaults[name]:
+                    setattr(self, name, value)
+        if self.loras is None:
+            self.loras = ()
+        elif isinstance(self.loras, (str, bytes, os.PathLike)):
+            self.loras = (self.loras,)
+        else:
+            self.loras = tuple(self.loras)
+        if self.sigmas is not None and not isinstance(self.sigmas, str):
+            self.sigmas = tuple(float(v) for v in self.sigmas)
+
     def validate(self) -> AnimationSettings:
         """Check every field against its metadata; raise InputError naming the option. Returns self."""
         for f in dataclasses.fields(self):
@@ -183,6 +324,8 @@ class AnimationSettings:
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise InputError(f"unknown animation setting(s): {', '.join(unknown)}")
+        if overrides.get("preset"):  # a new preset sets its fields, except those given here
+            overrides = {**preset_values(overrides["preset"]), **overrides}
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict:
@@ -205,7 +348,7 @@ class AnimationSettings:
             group = groups.get(meta["group"])
             if group is None:
                 group = groups[meta["group"]] = parser.add_argument_group(meta["group"])
-            if meta.get("invert"):
+            if meta.get("invert") or meta.get("switch"):
                 group.add_argument(meta["flag"], dest=f.name, action="store_true", help=meta["help"])
                 continue
             default = f.default
@@ -238,6 +381,9 @@ class AnimationSettings:
                 continue
             values[f.name] = value
         settings = cls(**values).validate()
+        for name in PRESET_FIELDS:  # given explicitly: wins over --preset even when equal to the default
+            if name in values:
+                setattr(settings, name, values[name])
         for f in dataclasses.fields(cls):  # CLI text -> Python value after the bounds were checked
             parse = f.metadata.get("parse")
             if parse is not None and f.name in values:
