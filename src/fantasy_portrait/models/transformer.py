@@ -147,7 +147,11 @@ class FantasyPortraitTransformer(WanTransformer3DModel):
     """Wan2.1 DiT with per-block motion cross-attention (FantasyPortrait).
 
     ``motion_dim`` is the motion-token width (2048 released); None builds the plain Wan model.
+    ``_repeated_blocks``: the block class regional compilation compiles (``compile_repeated_blocks``).
     """
+
+    _repeated_blocks = ["MotionWanBlock"]
+    _no_split_modules = ["MotionWanBlock"]
 
     @register_to_config
     def __init__(
