@@ -19,14 +19,14 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from fantasy_portrait.models.config import WanConfig
+from fantasy_portrait.models.config import PRESETS, WanConfig
 from fantasy_portrait.models.loading import build_transformer
 from fantasy_portrait.models.masks import token_label_map
 from fantasy_portrait.models.motion_attention import MotionCondition
 
 CONFIGS = {
     # name: (wan config, motion token width, latent T, latent H, latent W)
-    "tiny": (WanConfig(dim=64, ffn_dim=128, num_heads=4, num_layers=2, text_dim=32), 32, 5, 8, 8),
+    "tiny": (PRESETS["tiny"].wan, PRESETS["tiny"].encoder.token_dim, 5, 8, 8),
     "mid": (WanConfig(dim=512, ffn_dim=1536, num_heads=4, num_layers=4, text_dim=4096), 2048, 6, 26, 50),
 }
 

@@ -16,6 +16,10 @@ from pathlib import Path
 
 import torch
 
+from fantasy_portrait.models.config import PRESETS
+
+TINY = PRESETS["tiny"]  # the golden tiny sizes: one definition (models.config)
+
 ASSETS = Path(__file__).resolve().parents[1].parent / "shared" / "assets"
 
 
@@ -64,7 +68,7 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="fp_bench_"))
     write_tiny_weights(folder)
-    transformer = load_wan_transformer(folder, motion_dim=32)
+    transformer = load_wan_transformer(folder, motion_dim=TINY.encoder.token_dim)
     load_portrait_checkpoint(folder / "fantasyportrait_model.safetensors", transformer)
 
     print(f"torch threads: {args.threads}\n")

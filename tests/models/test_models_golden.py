@@ -13,10 +13,13 @@ import torch
 from safetensors.torch import load_file
 
 from fantasy_portrait.faces.regions import face_region
+from fantasy_portrait.models.config import PRESETS
 from fantasy_portrait.models.loading import load_portrait_checkpoint, load_wan_transformer
 from fantasy_portrait.models.masks import dense_motion_mask, token_label_map
 from fantasy_portrait.models.motion_attention import MotionCondition, motion_windows, window_index_ranges
 from fantasy_portrait.pipeline.schedule import euler_step, flow_match_sigmas, guided_velocity
+
+TINY = PRESETS["tiny"]  # the golden tiny sizes: one definition (models.config)
 
 TOKENS_ATOL = 1e-5
 DIT_ATOL = 1e-4
@@ -25,7 +28,7 @@ SAMPLER_ATOL = 5e-4
 
 @pytest.fixture(scope="module", params=["portrait_tiny.safetensors", "portrait_tiny.ckpt"])
 def model(request, golden_dir):
-    transformer = load_wan_transformer(golden_dir / "wan_tiny", motion_dim=32)
+    transformer = load_wan_transformer(golden_dir / "wan_tiny", motion_dim=TINY.encoder.token_dim)
     encoder = load_portrait_checkpoint(golden_dir / request.param, transformer)
     return transformer, encoder
 

@@ -24,6 +24,8 @@ from fantasy_portrait.models.loading import (
 )
 from fantasy_portrait.models.motion_attention import MotionCondition
 
+TINY = PRESETS["tiny"]  # the golden tiny sizes: one definition (models.config)
+
 
 def _forward(transformer, golden_dir):
     case = load_file(golden_dir / "dit_single.safetensors")
@@ -55,7 +57,7 @@ def _sharded_copy(golden_dir, dest, shards=3):
 
 def test_sharded_original_layout_loads_the_same_model(golden_dir, tmp_path):
     folder = _sharded_copy(golden_dir, tmp_path)
-    transformer = load_wan_transformer(folder, motion_dim=32)
+    transformer = load_wan_transformer(folder, motion_dim=TINY.encoder.token_dim)
     load_portrait_checkpoint(golden_dir / "portrait_tiny.safetensors", transformer)
     out, expected = _forward(transformer, golden_dir)
     torch.testing.assert_close(out, expected, atol=1e-4, rtol=0)
@@ -69,14 +71,16 @@ def test_diffusers_layout_loads_the_same_model(golden_dir, tmp_path):
     reference = WanTransformer3DModel(**kwargs)
     reference.load_state_dict(plain.state_dict())
     reference.save_pretrained(tmp_path / "Wan-Diffusers" / "transformer")
-    transformer = load_wan_transformer(tmp_path / "Wan-Diffusers", motion_dim=32)
+    transformer = load_wan_transformer(tmp_path / "Wan-Diffusers", motion_dim=TINY.encoder.token_dim)
     load_portrait_checkpoint(golden_dir / "portrait_tiny.ckpt", transformer)
     out, expected = _forward(transformer, golden_dir)
     torch.testing.assert_close(out, expected, atol=1e-4, rtol=0)
 
 
 def test_half_precision_load_goes_straight_to_the_target_dtype(golden_dir):
-    transformer = load_wan_transformer(golden_dir / "wan_tiny", motion_dim=32, dtype=torch.bfloat16)
+    transformer = load_wan_transformer(
+        golden_dir / "wan_tiny", motion_dim=TINY.encoder.token_dim, dtype=torch.bfloat16
+    )
     encoder = load_portrait_checkpoint(
         golden_dir / "portrait_tiny.safetensors", transformer, dtype=torch.bfloat16
     )
@@ -89,7 +93,7 @@ def test_half_precision_load_goes_straight_to_the_target_dtype(golden_dir):
 
 
 def test_portrait_checkpoint_round_trip_keeps_the_released_layout(golden_dir, tmp_path):
-    transformer = load_wan_transformer(golden_dir / "wan_tiny", motion_dim=32)
+    transformer = load_wan_transformer(golden_dir / "wan_tiny", motion_dim=TINY.encoder.token_dim)
     encoder = load_portrait_checkpoint(golden_dir / "portrait_tiny.safetensors", transformer)
     path = save_portrait_checkpoint(tmp_path / "fantasyportrait_model.safetensors", encoder, transformer)
     saved, released = load_file(path), load_file(golden_dir / "portrait_tiny.safetensors")
@@ -105,7 +109,7 @@ def test_fp16_single_file_with_bundled_pdfgc(golden_dir, tmp_path):
     bundled.update({f"pd_fpg.{k}": (v.half() if v.is_floating_point() else v) for k, v in pdfgc.items()})
     path = tmp_path / "fantasyportrait_fp16.safetensors"
     save_file(bundled, path)
-    transformer = load_wan_transformer(golden_dir / "wan_tiny", motion_dim=32)
+    transformer = load_wan_transformer(golden_dir / "wan_tiny", motion_dim=TINY.encoder.token_dim)
     encoder = load_portrait_checkpoint(path, transformer)
     assert encoder.parts.head.weight.dtype == torch.float32
     torch.testing.assert_close(
@@ -121,7 +125,7 @@ def test_missing_shard_is_named(golden_dir, tmp_path):
     folder = _sharded_copy(golden_dir, tmp_path)
     (folder / "diffusion_pytorch_model-00002-of-00003.safetensors").unlink()
     with pytest.raises(CheckpointError, match="missing shard.*00002-of-00003"):
-        load_wan_transformer(folder, motion_dim=32)
+        load_wan_transformer(folder, motion_dim=TINY.encoder.token_dim)
 
 
 def test_truncated_file_is_named(golden_dir, tmp_path):
@@ -131,7 +135,7 @@ def test_truncated_file_is_named(golden_dir, tmp_path):
     data = (golden_dir / "wan_tiny" / "diffusion_pytorch_model.safetensors").read_bytes()
     (folder / "diffusion_pytorch_model.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="diffusion_pytorch_model.safetensors"):
-        load_wan_transformer(folder, motion_dim=32)
+        load_wan_transformer(folder, motion_dim=TINY.encoder.token_dim)
 
 
 def test_wrong_model_as_portrait_checkpoint(golden_dir):
@@ -143,7 +147,9 @@ def test_wrong_model_as_portrait_checkpoint(golden_dir):
 
 def test_portrait_checkpoint_of_another_width(golden_dir):
     transformer, _ = build_from_preset("tiny", device="cpu")
-    wider = load_wan_transformer(golden_dir / "wan_tiny", motion_dim=64)  # tokens 64 wide, checkpoint has 32
+    wider = load_wan_transformer(
+        golden_dir / "wan_tiny", motion_dim=2 * TINY.encoder.token_dim
+    )  # tokens wider than the checkpoint's
     with pytest.raises(CheckpointError, match="do not match"):
         load_portrait_checkpoint(golden_dir / "portrait_tiny.safetensors", wider)
     load_portrait_checkpoint(golden_dir / "portrait_tiny.safetensors", transformer)  # the right size loads
@@ -153,7 +159,7 @@ def test_portrait_checkpoint_missing_blocks(golden_dir, tmp_path):
     tensors = load_file(golden_dir / "portrait_tiny.safetensors")
     del tensors["ip_adapter.blocks.1.cross_attn.ip_adapter_single_stream_v_proj.weight"]
     save_file(tensors, tmp_path / "partial.safetensors")
-    transformer = load_wan_transformer(golden_dir / "wan_tiny", motion_dim=32)
+    transformer = load_wan_transformer(golden_dir / "wan_tiny", motion_dim=TINY.encoder.token_dim)
     with pytest.raises(CheckpointError, match=r"missing.*blocks\.1\.attn2\.motion_v_proj"):
         load_portrait_checkpoint(tmp_path / "partial.safetensors", transformer)
 

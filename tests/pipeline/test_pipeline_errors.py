@@ -120,7 +120,7 @@ def test_unwritable_output(tiny_weights, assets, tmp_path, capsys):
     )
 
 
-def test_failure_during_writing_leaves_nothing(tiny_pipe, assets, tmp_path, monkeypatch):
+def test_failure_during_writing_leaves_nothing(stub_pipe, synthetic_media, tmp_path, monkeypatch):
     """A crash in the middle of decoding must not leave a partial video (atomic write)."""
     from fantasy_portrait.pipeline import pipeline as pl
 
@@ -134,9 +134,9 @@ def test_failure_during_writing_leaves_nothing(tiny_pipe, assets, tmp_path, monk
     monkeypatch.setattr(pl, "_frames_from_latents", broken)
     out = tmp_path / "partial.mp4"
     with pytest.raises(RuntimeError, match="simulated"):
-        tiny_pipe(
-            assets / "fp_man.jpeg",
-            assets / "fp_jgz.mp4",
+        stub_pipe(
+            synthetic_media["portrait"],
+            synthetic_media["driver"],
             output=out,
             max_frames=5,
             max_size=64,

@@ -109,7 +109,7 @@ def test_sequential_placement_gives_the_same_output(tiny_weights):
 
 
 @pytest.mark.parametrize("mode", ["model-offload", "sequential"])
-def test_offload_modes_give_the_cpu_result(tiny_weights, assets, monkeypatch, mode):
+def test_offload_modes_give_the_cpu_result(make_stub_pipe, synthetic_media, monkeypatch, mode):
     """The offload code paths (placement, per-stage moves, streamed blocks) leave the result unchanged.
     On this CPU-only machine the 'accelerator' is the CPU itself, so only the logic is exercised."""
     import numpy as np
@@ -117,14 +117,13 @@ def test_offload_modes_give_the_cpu_result(tiny_weights, assets, monkeypatch, mo
     from fantasy_portrait.pipeline import pipeline as pl
 
     args = dict(max_frames=5, max_size=64, num_steps=1, progress=False, seed=3)
-    ref = pl.FantasyPortraitPipeline.from_pretrained(tiny_weights)(
-        assets / "fp_man.jpeg", assets / "fp_jgz.mp4", **args
-    )
+    media = synthetic_media["portrait2"], synthetic_media["driver2"]
+    ref = make_stub_pipe()(*media, **args)
     monkeypatch.setattr(
         pl, "pick_mode", lambda requested, device, estimate: (mode, mode == "sequential", mode)
     )
-    pipe = pl.FantasyPortraitPipeline.from_pretrained(tiny_weights)
-    out = pipe(assets / "fp_man.jpeg", assets / "fp_jgz.mp4", **args)
+    pipe = make_stub_pipe()
+    out = pipe(*media, **args)
     assert out.memory_mode == mode
     assert np.array_equal(out.frames, ref.frames)
 
@@ -150,23 +149,24 @@ def test_placement_restores_devices_hooks_and_tiling(tiny_pipe):
         assert [{p.device for p in m.parameters()} for m in modules] == before
 
 
-def test_second_call_with_another_mode_behaves_as_a_fresh_pipeline(tiny_weights, assets, monkeypatch):
+def test_second_call_with_another_mode_behaves_as_a_fresh_pipeline(
+    make_stub_pipe, synthetic_media, monkeypatch
+):
     """A long-lived pipeline keeps no placement or tiling from an earlier run in another mode."""
     import numpy as np
 
     from fantasy_portrait.pipeline import pipeline as pl
 
     args = dict(max_frames=5, max_size=64, num_steps=1, progress=False, seed=2)
+    media = synthetic_media["portrait2"], synthetic_media["driver2"]
     real_pick = pl.pick_mode
-    pipe = pl.FantasyPortraitPipeline.from_pretrained(tiny_weights)
+    pipe = make_stub_pipe()
     monkeypatch.setattr(pl, "pick_mode", lambda requested, device, est: ("sequential", True, "sequential"))
-    first = pipe(assets / "fp_man.jpeg", assets / "fp_jgz.mp4", **args)
+    first = pipe(*media, **args)
     assert first.memory_mode == "sequential"
     monkeypatch.setattr(pl, "pick_mode", real_pick)
-    second = pipe(assets / "fp_man.jpeg", assets / "fp_jgz.mp4", **args)
-    fresh = pl.FantasyPortraitPipeline.from_pretrained(tiny_weights)(
-        assets / "fp_man.jpeg", assets / "fp_jgz.mp4", **args
-    )
+    second = pipe(*media, **args)
+    fresh = make_stub_pipe()(*media, **args)
     assert second.memory_mode == fresh.memory_mode == "running on the CPU"
     assert np.array_equal(second.frames, fresh.frames)
     assert not pipe.vae.use_tiling and type(pipe.transformer.blocks) is torch.nn.ModuleList

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from fantasy_portrait.models.config import PRESETS
 from fantasy_portrait.models.loading import load_portrait_checkpoint, load_wan_transformer
 from fantasy_portrait.models.motion_attention import MotionCondition
 from fantasy_portrait.pipeline.sampler import (
@@ -18,19 +17,19 @@ from fantasy_portrait.pipeline.sampler import (
     sample,
 )
 
-GOLDEN = Path(__file__).parents[2] / ".." / "shared" / "golden"
+TINY = PRESETS["tiny"]  # the golden tiny sizes: one definition (models.config)
 
 
 @pytest.fixture(scope="module")
-def tiny_model():
-    transformer = load_wan_transformer(GOLDEN / "wan_tiny", motion_dim=32)
-    load_portrait_checkpoint(GOLDEN / "portrait_tiny.safetensors", transformer)
+def tiny_model(golden_dir):
+    transformer = load_wan_transformer(golden_dir / "wan_tiny", motion_dim=TINY.encoder.token_dim)
+    load_portrait_checkpoint(golden_dir / "portrait_tiny.safetensors", transformer)
     return transformer
 
 
 @pytest.fixture(scope="module")
-def case():
-    return load_file(str(GOLDEN / "sampler.safetensors"))
+def case(golden_dir):
+    return load_file(str(golden_dir / "sampler.safetensors"))
 
 
 def _conditions(case):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fantasy_portrait.errors import InputError
-from fantasy_portrait.pipeline.settings import AnimationSettings, describe, resolve
+from fantasy_portrait.pipeline.settings import MEMORY_MODES, AnimationSettings, describe, resolve
 
 
 def _parse(*argv) -> AnimationSettings:
@@ -64,19 +64,19 @@ def test_every_field_has_help_and_describe_lists_them():
     assert set(info) == {f.name for f in dataclasses.fields(AnimationSettings)}
     assert all(d["help"] for d in info.values())
     assert info["num_steps"]["flag"] == "--steps" and info["num_steps"]["min"] == 1
-    assert info["memory_mode"]["choices"] == ("auto", "gpu", "model-offload", "sequential")
+    assert info["memory_mode"]["choices"] == MEMORY_MODES and "auto" in MEMORY_MODES
     s = AnimationSettings(face_boxes=np.array([[1, 2, 3, 4]]))
     assert s.to_dict()["face_boxes"] == [[1, 2, 3, 4]]
 
 
-def test_settings_object_and_keywords_give_the_same_run(tiny_pipe, assets):
+def test_settings_object_and_keywords_give_the_same_run(stub_pipe, synthetic_media):
     args = dict(max_frames=5, max_size=64, num_steps=1, progress=False, seed=4)
-    a = tiny_pipe(assets / "fp_man.jpeg", assets / "fp_jgz.mp4", AnimationSettings(**args))
-    b = tiny_pipe(assets / "fp_man.jpeg", assets / "fp_jgz.mp4", AnimationSettings(seed=1), **args)
+    a = stub_pipe(synthetic_media["portrait"], synthetic_media["driver"], AnimationSettings(**args))
+    b = stub_pipe(synthetic_media["portrait"], synthetic_media["driver"], AnimationSettings(seed=1), **args)
     assert np.array_equal(a.frames, b.frames)
 
 
-def test_step_callback_sees_every_step_and_can_cancel(tiny_pipe, assets, tmp_path):
+def test_step_callback_sees_every_step_and_can_cancel(stub_pipe, synthetic_media, tmp_path):
     from fantasy_portrait.pipeline.pipeline import Cancelled
 
     args = dict(max_frames=5, max_size=64, num_steps=3, progress=False)
@@ -86,7 +86,7 @@ def test_step_callback_sees_every_step_and_can_cancel(tiny_pipe, assets, tmp_pat
         seen.append((step, float(timestep), tuple(kwargs["latents"].shape)))
         return {}
 
-    tiny_pipe(assets / "fp_man.jpeg", assets / "fp_jgz.mp4", callback_on_step_end=record, **args)
+    stub_pipe(synthetic_media["portrait"], synthetic_media["driver"], callback_on_step_end=record, **args)
     assert [s[0] for s in seen] == [0, 1, 2]
     assert seen[0][1] == pytest.approx(1000.0) and seen[0][1] > seen[1][1] > seen[2][1]
 
@@ -99,15 +99,19 @@ def test_step_callback_sees_every_step_and_can_cancel(tiny_pipe, assets, tmp_pat
 
     out = tmp_path / "cancelled.mp4"
     with pytest.raises(Cancelled, match="after denoising step 1"):
-        tiny_pipe(
-            assets / "fp_man.jpeg", assets / "fp_jgz.mp4", output=out, callback_on_step_end=cancel, **args
+        stub_pipe(
+            synthetic_media["portrait"],
+            synthetic_media["driver"],
+            output=out,
+            callback_on_step_end=cancel,
+            **args,
         )
     assert steps == [0] and not out.exists() and not list(tmp_path.iterdir())
     # the pipeline is usable again afterwards (interrupt is reset by the next call)
-    assert tiny_pipe(assets / "fp_man.jpeg", assets / "fp_jgz.mp4", **args).frames.shape[0] == 5
+    assert stub_pipe(synthetic_media["portrait"], synthetic_media["driver"], **args).frames.shape[0] == 5
 
 
-def test_step_callback_can_replace_the_latents(tiny_pipe, assets):
+def test_step_callback_can_replace_the_latents(stub_pipe, synthetic_media):
     import torch
 
     args = dict(max_frames=5, max_size=64, num_steps=2, progress=False)
@@ -115,8 +119,14 @@ def test_step_callback_can_replace_the_latents(tiny_pipe, assets):
     def zero_latents(pipe, step, timestep, kwargs):
         return {"latents": torch.zeros_like(kwargs["latents"])}
 
-    a = tiny_pipe(assets / "fp_man.jpeg", assets / "fp_jgz.mp4", callback_on_step_end=zero_latents, **args)
-    b = tiny_pipe(
-        assets / "fp_man.jpeg", assets / "fp_jgz.mp4", seed=5, callback_on_step_end=zero_latents, **args
+    a = stub_pipe(
+        synthetic_media["portrait"], synthetic_media["driver"], callback_on_step_end=zero_latents, **args
+    )
+    b = stub_pipe(
+        synthetic_media["portrait"],
+        synthetic_media["driver"],
+        seed=5,
+        callback_on_step_end=zero_latents,
+        **args,
     )
     assert np.array_equal(a.frames, b.frames)  # the result is the decode of zero latents, whatever the noise
