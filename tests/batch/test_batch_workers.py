@@ -47,6 +47,18 @@ def _frames(path: Path) -> np.ndarray:
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
 
 
+def _same_video(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to the encoder: libx264 through PyAV is not bit-reproducible on these machines (the same
+    frames gave 3-5 different bitstreams in 25 encodes, with or without threads: a few macroblocks of
+    one frame off by up to 25 levels), so decoded videos count as equal when at least 95% of the pixel
+    values match exactly and the mean difference is below 0.5 level. Videos of other seeds are far off
+    (checked in the reference fixture)."""
+    if a.shape != b.shape:
+        return False
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    return bool((diff == 0).mean() >= 0.95 and diff.mean() < 0.5)
+
+
 def _records(journal: Path) -> list[dict]:
     return [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
 
@@ -68,7 +80,10 @@ def reference(tmp_path_factory, options):
     summary = run_batch(jobs, executor, folder / "journal.jsonl", signature=signature, progress=False)
     assert summary.counts()["done"] == 4, summary.table()
     frames = {job.id: _frames(job.output) for job in jobs}
-    assert len({f.tobytes() for f in frames.values()}) == 4  # the seeds give four different videos
+    videos = list(frames.values())
+    assert not any(
+        _same_video(a, b) for i, a in enumerate(videos) for b in videos[i + 1 :]
+    )  # 4 seeds, 4 videos
     return frames
 
 
@@ -122,7 +137,7 @@ def _check_kill_and_restart(folder, options, reference, make_executor):
     assert sorted(r["job"] for r in done_records) == sorted(reference)  # each job done exactly once
     assert {j: os.stat(folder / "out" / f"{j}.mp4").st_mtime_ns for j in done_before} == stamps
     for job_id, frames in reference.items():
-        assert np.array_equal(_frames(folder / "out" / f"{job_id}.mp4"), frames), job_id
+        assert _same_video(_frames(folder / "out" / f"{job_id}.mp4"), frames), job_id
 
 
 @pytest.mark.slow

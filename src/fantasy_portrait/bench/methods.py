@@ -189,6 +189,9 @@ class CommandMethod(Method):
             raise FantasyPortraitError(f"method {self.name!r}: command exited 0 but wrote no {output}")
 
 
+EXECUTOR_KEYS = ("workers", "devices", "ray")  # how the bench runs "ours" (not pipeline settings)
+
+
 class OursMethod(Method):
     """This project's pipeline (:class:`FantasyPortraitPipeline`), imported and loaded only when run.
 
@@ -196,8 +199,11 @@ class OursMethod(Method):
     "weights" (the weight folder; default ``$FANTASY_PORTRAIT_WEIGHTS``), "tiny" (true: write and use
     tiny random weights, which exercise the program but animate nothing), "seed_weights",
     "portrait_checkpoint", "motion_checkpoint", "device", "dtype" ("float32"/"bfloat16"/"float16"),
-    "memory_mode"; every other key is a keyword of the pipeline call (num_steps, max_size, seed,
-    motion_guidance, window_frames, ...). The portrait's size is kept unless max_size is given.
+    "memory_mode"; how the bench runs the cases (``EXECUTOR_KEYS``, through fantasy_portrait.batch):
+    "workers" (worker processes, or Ray actors), "devices" (GPUs, e.g. ["cuda:0", "cuda:1"]), "ray"
+    (true, or a cluster address); every other key is a keyword of the pipeline call (num_steps,
+    max_size, seed, motion_guidance, window_frames, ...). The portrait's size is kept unless max_size
+    is given.
     """
 
     LOAD_KEYS = (
@@ -267,7 +273,7 @@ class OursMethod(Method):
 
     def generate(self, case: PreparedCase, output: Path) -> None:
         pipe = self._pipeline(case.dir.parent.parent / "cache")
-        call = {k: v for k, v in self.options.items() if k not in self.LOAD_KEYS}
+        call = {k: v for k, v in self.options.items() if k not in self.LOAD_KEYS and k not in EXECUTOR_KEYS}
         call.setdefault("max_size", max(case.width, case.height))
         pipe(
             case.source,

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import FantasyPortraitError
 from .landmarks import cached_tracks, file_digest
 from .manifest import BenchCase, BenchManifest
-from .methods import Method, PreparedCase
+from .methods import Method, OursMethod, PreparedCase
 
 logger = logging.getLogger(__name__)
 
@@ -180,14 +180,16 @@ def run_method(
 ) -> dict[str, Path]:
     """Produce every case's output for ``method``; reuse outputs whose key still matches.
 
-    Returns {case id: output path}. A failing case raises after the finished ones are kept.
+    Returns {case id: output path}. A failing case raises after the finished ones are kept. ``ours``
+    runs through the batch machinery (fantasy_portrait.batch): one pipeline per worker, loaded once,
+    over the GPUs of this machine or a Ray cluster (options "workers", "devices", "ray").
     """
     from tqdm import tqdm
 
     run_dir = Path(run_dir)
     results = {}
-    done = 0
-    for case in tqdm(manifest.cases, desc=f"bench run {method.name}", unit="case", disable=None):
+    pending = []  # (case id, prepared case, output, temporary output, meta path, key)
+    for case in tqdm(manifest.cases, desc=f"bench prepare {method.name}", unit="case", disable=None):
         prepared = prepare_case(manifest, case, run_dir)
         out = output_path(run_dir, method.name, case.id)
         meta_path = out.with_suffix(".json")
@@ -199,17 +201,88 @@ def run_method(
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
         tmp.unlink(missing_ok=True)
-        start = time.perf_counter()
-        method.generate(prepared, tmp)
-        seconds = time.perf_counter() - start
+        pending.append((case.id, prepared, out, tmp, meta_path, key))
+
+    def finish(item, seconds: float) -> None:
+        case_id, _, out, tmp, meta_path, key = item
         if not tmp.is_file():
-            raise FantasyPortraitError(f"method {method.name!r} wrote nothing for case {case.id}")
+            raise FantasyPortraitError(f"method {method.name!r} wrote nothing for case {case_id}")
         os.replace(tmp, out)
         _write_json(
             meta_path,
             {"key": key, "method": method.name, "signature": method.signature(), "seconds": seconds},
         )
-        results[case.id] = out
-        done += 1
+        results[case_id] = out
+
+    if isinstance(method, OursMethod):
+        _run_ours(method, pending, run_dir, finish)
+    else:
+        for item in tqdm(pending, desc=f"bench run {method.name}", unit="case", disable=None):
+            start = time.perf_counter()
+            method.generate(item[1], item[3])
+            finish(item, time.perf_counter() - start)
+    done = len(pending)
     logger.info("%s: %d cases generated, %d reused from %s", method.name, done, len(results) - done, run_dir)
     return results
+
+
+def _run_ours(method: OursMethod, pending: list, run_dir: Path, finish) -> None:
+    """This project's pipeline over the pending cases through the batch executors (one pipeline per
+    worker, loaded once); every case is tried, failures are listed together at the end."""
+    from ..batch import Job, LoadOptions, make_executor, prepare_options
+    from ..batch.jobs import settings_from_dict
+    from .methods import EXECUTOR_KEYS
+
+    if not pending:
+        return
+    opts = method.options
+    weights = opts.get("weights")
+    if opts.get("tiny"):
+        weights = str(run_dir / "cache" / f"tiny_weights_seed{int(opts.get('seed_weights', 0))}")
+    load = LoadOptions(
+        weights=weights,
+        tiny=bool(opts.get("tiny")),
+        seed_weights=int(opts.get("seed_weights", 0)),
+        portrait_checkpoint=opts.get("portrait_checkpoint"),
+        motion_checkpoint=opts.get("motion_checkpoint"),
+        device=opts.get("device"),
+        dtype=str(opts.get("dtype", "float32")),
+        memory_mode=opts.get("memory_mode", "auto"),
+    )
+    call = {k: v for k, v in opts.items() if k not in method.LOAD_KEYS and k not in EXECUTOR_KEYS}
+    jobs, items = [], {}
+    for item in pending:
+        case_id, prepared, _, tmp, _, _ = item
+        settings = dict(call)
+        settings.setdefault("max_size", max(prepared.width, prepared.height))
+        settings.update(fps=prepared.fps, max_frames=prepared.num_frames, progress=False)
+        settings_from_dict(settings)  # every case's settings are checked before any work
+        jobs.append(Job(case_id, prepared.source, list(prepared.drivers), tmp, settings))
+        items[case_id] = item
+    load, _ = prepare_options(load, jobs)
+    ray = opts.get("ray")
+    executor = make_executor(
+        load,
+        ray=bool(ray) or ray == "",
+        address=ray if isinstance(ray, str) and ray else None,
+        workers=opts.get("workers"),
+        devices=opts.get("devices") or ([opts["device"]] if opts.get("device") else None),
+    )
+    failures = []
+    try:
+        for record in executor.run(jobs):
+            if record["kind"] == "done":
+                finish(items[record["job"]], float(record.get("seconds") or 0.0))
+            elif record["kind"] == "load_failed":
+                raise FantasyPortraitError(
+                    f"method {method.name!r}: cannot load the pipeline: {record['error']}"
+                )
+            else:
+                failures.append(f"{record['job']}: {record.get('error')}")
+    finally:
+        executor.close()
+    if failures:
+        raise FantasyPortraitError(
+            f"method {method.name!r} failed on {len(failures)} case(s) (the others are kept): "
+            + "; ".join(failures)
+        )
