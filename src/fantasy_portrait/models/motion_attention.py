@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 
+from ..parallel.sharding import TokenRange, frame_pieces
 from .config import FRAMES_PER_LATENT
 
 
@@ -128,12 +129,17 @@ class MotionCondition:
         """The label map of one sample (the shared map when there is one)."""
         return self.labels[sample] if self.labels.ndim == 3 else self.labels
 
-    def query_groups(self, device: torch.device, sample: int | None = None) -> list[torch.Tensor]:
-        """Token indices (within a latent frame) of background, face 1, ..., face N."""
-        key = (device, sample if self.labels.ndim == 3 else None)
+    def query_groups(
+        self, device: torch.device, sample: int | None = None, cells: tuple[int, int] | None = None
+    ) -> list[torch.Tensor]:
+        """Token indices (within a latent frame, or within its cells [a, b)) of background, face 1, ..., N."""
+        key = (device, sample if self.labels.ndim == 3 else None, cells)
         groups = self._groups.get(key)
         if groups is None:
-            labels = self.sample_labels(sample).reshape(-1).to(device)
+            labels = self.sample_labels(sample).reshape(-1)
+            if cells is not None:
+                labels = labels[cells[0] : cells[1]]
+            labels = labels.to(device)
             groups = [torch.nonzero(labels == i).flatten() for i in range(self.num_faces + 1)]
             self._groups[key] = groups
         return groups
@@ -150,6 +156,7 @@ class MotionStep:
     scale: torch.Tensor  # (B,) float32 motion scale per sample
     active: torch.Tensor | None  # sample indices with a non-zero scale, None = all
     attention_backend: str | None = None
+    tokens: TokenRange | None = None  # the video tokens this rank holds (context parallel); None = all
 
 
 def _attend(query, key, value, backend):
@@ -165,11 +172,41 @@ def motion_attention(
     condition: MotionCondition,
     backend=None,
     sample: int | None = None,
+    tokens: TokenRange | None = None,
 ) -> torch.Tensor:
-    """query (B, T*hw, heads, d); keys/values (B, T, N*W, heads, d) -> (B, T*hw, heads*d).
+    """query (B, S, heads, d); keys/values (B, T, N*W, heads, d) -> (B, S, heads*d).
 
     ``sample``: which sample's label map applies (per-sample maps; the query batch is then 1).
+    ``tokens``: which video tokens of the clip's T latent frames the queries are (context parallelism
+    gives each rank a contiguous share); None: all of them. Each token attends to its own latent
+    frame's window with its own cell's label, so a share is computed alone (see parallel.sharding).
     """
+    if tokens is None:
+        return _frames_attention(query, keys, values, condition, backend, sample)
+    if tokens.length != query.shape[1]:
+        raise ValueError(f"{query.shape[1]} query tokens for the token range {tokens}")
+    frames = keys.shape[1]
+    if tokens.total % frames:
+        raise ValueError(
+            f"{tokens.total} video tokens do not divide into {frames} latent frames of motion windows"
+        )
+    per_frame = tokens.total // frames
+    outputs = []
+    for piece in frame_pieces(tokens, per_frame):
+        (f0, f1), (i, j) = piece.frames, piece.local
+        cells = None if piece.num_cells == per_frame else piece.cells
+        outputs.append(
+            _frames_attention(
+                query[:, i:j], keys[:, f0:f1], values[:, f0:f1], condition, backend, sample, cells, per_frame
+            )
+        )
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
+
+
+def _frames_attention(
+    query, keys, values, condition, backend, sample, cells: tuple[int, int] | None = None, frame_cells=None
+):
+    """Motion attention of whole latent frames (``cells`` None) or of cells [a, b) of each frame."""
     batch, seq, heads, head_dim = query.shape
     frames = keys.shape[1]
     if seq % frames:
@@ -182,13 +219,14 @@ def motion_attention(
         out = _attend(query, keys, values, backend)
     else:
         labels = condition.sample_labels(sample)
-        if labels.numel() != per_frame:
+        cells_per_frame = per_frame if cells is None else frame_cells
+        if labels.numel() != cells_per_frame:
             raise ValueError(
-                f"label map has {labels.numel()} cells but a latent frame has {per_frame} tokens"
+                f"label map has {labels.numel()} cells but a latent frame has {cells_per_frame} tokens"
             )
         size = condition.window_size
         outputs, order = [], []
-        for label, index in enumerate(condition.query_groups(query.device, sample)):
+        for label, index in enumerate(condition.query_groups(query.device, sample, cells)):
             if index.numel() == 0:
                 continue
             if label == 0:  # background sees every face's slots
