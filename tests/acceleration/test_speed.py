@@ -71,3 +71,32 @@ def test_missing_backend_is_a_one_line_error(name, package, module):
 def test_unknown_backend():
     with pytest.raises(InputError, match="choose from native, flash, sage"):
         check_attention_backend("xformers")
+
+
+def test_one_compiled_graph_serves_every_block():
+    """The block graph must not depend on the block index (per-block recompiles would exhaust dynamo's
+    cache limit at 40 blocks): compiling 2 or 4 blocks traces the same number of frames, and later
+    calls trace nothing new."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from fantasy_portrait.models.config import PRESETS
+    from fantasy_portrait.models.loading import build_transformer
+
+    frames = []
+    for layers in (2, 4):
+        torch._dynamo.reset()
+        counters.clear()
+        kwargs = PRESETS["tiny"].wan.to_diffusers_kwargs()
+        kwargs.update(num_layers=layers, motion_dim=32)
+        torch.manual_seed(0)
+        model = build_transformer(kwargs, device="cpu").eval()
+        compile_blocks(model, backend="eager")
+        _call(model)
+        first = counters["frames"]["total"]
+        _call(model)
+        _call(model)
+        assert counters["frames"]["total"] == first
+        frames.append(first)
+    torch._dynamo.reset()
+    assert frames[0] == frames[1]

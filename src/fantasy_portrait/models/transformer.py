@@ -75,9 +75,15 @@ class MotionCrossAttnProcessor:
             query, key, value, attn_mask=mask, dropout_p=0.0, is_causal=False, backend=self._attention_backend
         )
 
+    @torch.compiler.disable
+    def _keys_values(self, condition: MotionCondition, attn):
+        """This block's motion keys/values (cached per block); eager under torch.compile, so the
+        compiled block graph does not depend on the block index (one graph for all blocks)."""
+        return condition.keys_values(self.block_index, attn)
+
     def _add_motion(self, attn, out, query, motion: MotionStep):
         condition = motion.condition
-        keys, values = condition.keys_values(self.block_index, attn)
+        keys, values = self._keys_values(condition, attn)
         active = motion.active
         q = query if active is None else query.index_select(0, active)
         if keys.shape[0] != q.shape[0]:
