@@ -101,3 +101,14 @@ def test_cfg_parallel_sampler(two_ranks):
     assert result["shapes"] and all(batch == 1 and tokens == 3 * hw for batch, tokens in result["shapes"])
     assert result["calls"] and all(tokens is None for _, tokens in result["calls"])
     assert result["diff"] <= CFG_TOL, result["diff"]
+
+
+@pytest.mark.slow
+def test_ulysses_times_ring_on_four_processes(tmp_path):
+    """diffusers' unified attention (a 2 x 2 ring x Ulysses mesh), two faces: each rank holds a quarter."""
+    cases = [
+        ("unified", dict(case="transformer", spec_text="ulysses=2,ring=2", faces=2, backend="_native_flash"))
+    ]
+    result = _spawn(tmp_path, 4, cases)["unified"]
+    _assert_split(result, world=4)
+    assert result["diff"] <= RING_TOL, result["diff"]
