@@ -40,7 +40,7 @@ def _ray():
     try:
         import ray
     except ImportError as exc:
-        raise InputError(f"--ray needs Ray: pip install 'ray>=2.9' ({exc})") from exc
+        raise InputError(f"--ray needs Ray: pip install 'fantasy-portrait[batch]' ({exc})") from exc
     return ray
 
 
