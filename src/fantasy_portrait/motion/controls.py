@@ -524,3 +524,30 @@ def apply_controls(
     return [
         apply_face_controls(m, controls.for_face(i), p) for i, (m, p) in enumerate(zip(motions, portraits))
     ]
+
+
+def portrait_features(image, portrait_faces: Sequence, motion_encoder, faces: Iterable[int]) -> list:
+    """The own features (554,) of the portrait faces numbered in ``faces`` (None for the others), from
+    each face's aligned crop of the portrait (five points from the detector), through ``motion_encoder``.
+
+    A face whose box was given by hand has no five points: InputError naming it.
+    """
+    import numpy as np
+
+    from ..faces.align import align_faces
+
+    wanted = set(faces)
+    out: list = []
+    for i, face in enumerate(portrait_faces):
+        if i not in wanted:
+            out.append(None)
+            continue
+        if face.five_points is None:
+            raise InputError(
+                f"portrait face {i}: --strength / --animate / --relative need its own motion features, which "
+                "need its five landmarks, but its box was given by --face-boxes; let the detector find it or "
+                "leave this face's controls at their defaults"
+            )
+        crop = align_faces(np.asarray(image)[None], np.asarray(face.five_points, np.float64)[None])
+        out.append(motion_encoder.encode(crop).as_tensor()[0].float())
+    return out

@@ -10,7 +10,9 @@ functions, so training and inference see identical inputs for identical clips:
 - CLIP features of the reference image (:func:`image_tensor`, :func:`clip_features`);
 - faces in portrait order (:func:`portrait_order`), their regions (:func:`face_regions`) and the
   token label map (:func:`label_map`);
-- motion windows per face (:func:`face_windows`) and the :class:`MotionCondition` (:func:`motion_condition`).
+- motion windows per face (:func:`face_windows`, with the motion controls of
+  ``fantasy_portrait.motion.controls`` applied to the features first) and the :class:`MotionCondition`
+  (:func:`motion_condition`).
 
 Sizes come from :class:`~fantasy_portrait.models.config.LatentGeometry` (one definition of the
 4x temporal / 8x spatial VAE strides and the DiT's 2x2 patch).
@@ -133,15 +135,45 @@ def label_map(regions, image_hw: tuple[int, int], geometry: LatentGeometry = WAN
 # ---------------------------------------------------------------------------------------- motion
 
 
-def face_windows(expression_encoder, motion, num_frames: int | None = None) -> list[torch.Tensor]:
+def face_windows(
+    expression_encoder, motion, num_frames: int | None = None, *, controls=None, portrait_motion=None
+) -> list[torch.Tensor]:
     """Motion windows per face: motion (B, N, F, 554) (or a list of N (F, 554) tensors, batch 1) ->
-    N tensors (B, T, W, C), faces in the given (portrait) order."""
+    N tensors (B, T, W, C), faces in the given (portrait) order.
+
+    controls: :class:`~fantasy_portrait.motion.controls.MotionControls` applied to each face's
+    features before the encoder (None, as in training, or neutral controls: the features unchanged);
+    portrait_motion: per face its own features (554,) or None, (N, 554) or (B, N, 554) for a batch.
+    """
     from ..models.motion_attention import motion_windows
 
     if isinstance(motion, (list, tuple)):
         motion = torch.stack(list(motion))[None]
+    if controls is not None:
+        motion = _controlled(motion, controls, portrait_motion)
     num_frames = motion.shape[2] if num_frames is None else num_frames
     return [motion_windows(expression_encoder(motion[:, i]), num_frames)[0] for i in range(motion.shape[1])]
+
+
+def _controlled(motion: torch.Tensor, controls, portrait_motion) -> torch.Tensor:
+    """(B, N, F, 554) features under the motion controls (faces with neutral controls untouched)."""
+    from ..motion.controls import apply_controls
+
+    batch, faces = motion.shape[:2]
+    if controls.is_identity(faces):
+        return motion
+    if portrait_motion is None:
+        portrait_motion = [[None] * faces] * batch
+    elif isinstance(portrait_motion, torch.Tensor) and portrait_motion.ndim == 2:
+        portrait_motion = portrait_motion[None].expand(batch, -1, -1)
+    elif not isinstance(portrait_motion, torch.Tensor):
+        portrait_motion = [list(portrait_motion)] * batch
+    # the arithmetic in float32 whatever the model dtype; faces left untouched round-trip exactly
+    samples = []
+    for b in range(batch):
+        own = [None if p is None else p.float() for p in portrait_motion[b]]
+        samples.append(torch.stack(apply_controls(list(motion[b].float()), controls, own)))
+    return torch.stack(samples).to(motion.dtype)
 
 
 def motion_condition(windows, labels=None, *, masked: bool = True, cache_kv: bool = True):

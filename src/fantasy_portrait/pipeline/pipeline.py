@@ -19,11 +19,13 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import CheckpointError, FantasyPortraitError, InputError
+from ..motion.controls import motion_step_mask, portrait_features
 from . import acceleration, conditioning, layout
 from .conditioning import first_frame_mask, target_size  # noqa: F401  (re-exported: the public names)
 from .drivers import face_motions, plan_driving
 from .memory import Placement, estimate_for_transformer, pick_mode
-from .sampler import Conditions, GuidedDenoiser, motion_cache_bytes, sample
+from .sampler import Conditions, GuidedDenoiser, motion_cache_bytes, motion_timestep_range, sample
+from .schedule import sampling_sigmas
 from .settings import DEFAULT_FPS, MAX_IMAGE_PIXELS, AnimationSettings  # noqa: F401
 from .settings import resolve as resolve_settings
 
@@ -52,6 +54,7 @@ class AnimationResult:
     windows: int = 1
     transformer_calls: int = 0
     acceleration: dict = field(default_factory=dict)  # steps, sigmas, precision, memory plan, cache counts
+    controls: dict = field(default_factory=dict)  # motion controls as given and as resolved per face
 
     def summary(self) -> dict:
         return {
@@ -67,6 +70,7 @@ class AnimationResult:
             "windows": self.windows,
             "transformer_calls": self.transformer_calls,
             "acceleration": self.acceleration,
+            "controls": self.controls,
         }
 
 
@@ -315,8 +319,15 @@ class FantasyPortraitPipeline:
             )
             num_frames = plan.num_frames
             n = len(plan.portrait_faces)
+            controls = s.motion_controls()
+            controls.check(n, num_frames)  # face numbers and the reference frame, before any model work
         with timer.stage("motion"):
             faces = face_motions(plan, portrait, self.motion_encoder)
+            # the portrait faces' own features, for strengths below 1 and relative motion
+            need = [i for i in range(n) if controls.for_face(i).needs_portrait]
+            own = (
+                portrait_features(portrait, plan.portrait_faces, self.motion_encoder, need) if need else None
+            )
 
         # sizes and memory plan
         geo = self.geometry
@@ -355,7 +366,9 @@ class FantasyPortraitPipeline:
             # motion tokens -> per-face windows in portrait order, and the face label map
             with timer.stage("motion tokens"), placement.use(self.expression_encoder):
                 motions = [f.motion.to(dev, self.dtype) for f in faces]
-                windows = conditioning.face_windows(self.expression_encoder, motions, num_frames)
+                windows = conditioning.face_windows(
+                    self.expression_encoder, motions, num_frames, controls=controls, portrait_motion=own
+                )
                 labels = None
                 if n > 1:
                     boxes = np.stack([f.portrait_box for f in faces]) * scale
@@ -408,6 +421,11 @@ class FantasyPortraitPipeline:
                 placement.use(self.transformer),
                 acceleration.denoising(self, s, run, height=height, width=width),
             ):
+                # the motion step range (--motion-steps) as the noise levels of the steps it covers
+                step_sigmas = sampling_sigmas(run.num_steps, sigmas=run.sigmas)
+                motion_range = motion_timestep_range(
+                    step_sigmas, motion_step_mask(len(step_sigmas), controls.motion_steps)
+                )
                 denoiser = GuidedDenoiser(
                     self.transformer,
                     Conditions(y, image_features, text, motion, negative),
@@ -416,6 +434,7 @@ class FantasyPortraitPipeline:
                     batch_branches=run.batch_branches,
                     window=window,
                     overlap=overlap,
+                    motion_range=motion_range,
                 )
                 steps = tqdm(total=run.num_steps, desc="denoise", unit="step", **bar)
                 try:
@@ -463,6 +482,7 @@ class FantasyPortraitPipeline:
             windows=len(denoiser.windows),
             transformer_calls=denoiser.calls,
             acceleration=run.summary(),
+            controls=controls.to_dict(n),
         )
 
     def _step_end(self, callback, step: int, timestep: torch.Tensor, latents: torch.Tensor):

@@ -126,9 +126,13 @@ class GuidedDenoiser:
         batch_branches: bool = True,
         window: int | None = None,
         overlap: int = 5,
+        motion_range: tuple[float, float] | None = None,
     ):
+        """motion_range: (low, high] timesteps (1000 sigma) that get motion (:func:`motion_timestep_range`);
+        at other steps the model runs without motion (motion scale 0, one branch less). None: every step."""
         self.transformer = transformer
         self.c = conditions
+        self.motion_range = motion_range
         self.g = float(motion_guidance)
         self.text_g = float(text_guidance)
         self.batch_branches = batch_branches
@@ -143,14 +147,25 @@ class GuidedDenoiser:
         self.calls = 0
         self._window = 0
 
-    def _branches(self, x, t, motion, image, text, negative):
-        """Predictions (v_cond, v_uncond_motion, v_neg or None) for one latent block x (1, 36, T', h, w)."""
+    def motion_active(self, t: torch.Tensor) -> bool:
+        """Whether the step at timestep ``t`` gets motion (the motion step range)."""
+        if self.motion_range is None:
+            return True
+        low, high = self.motion_range
+        return low < float(t.flatten()[0]) <= high
+
+    def _branches(self, x, t, motion, image, text, negative, with_motion: bool = True):
+        """Predictions (v_cond, v_uncond_motion, v_neg or None) for one latent block x (1, 36, T', h, w).
+        Without motion the motion branches are one and the same call (motion scale 0)."""
         use_text = self.text_g != 1.0 and negative is not None
-        use_motion_cfg = self.g != 1.0
-        scales = [1.0] + ([0.0] if use_motion_cfg else []) + ([0.0] if use_text else [])
+        use_motion_cfg = self.g != 1.0 and with_motion
+        scales = (
+            [1.0 if with_motion else 0.0] + ([0.0] if use_motion_cfg else []) + ([0.0] if use_text else [])
+        )
         texts = [text] * (1 + use_motion_cfg) + ([negative] if use_text else [])
         tr = self.transformer
-        names = ["cond"] + (["uncond"] if use_motion_cfg else []) + (["negative"] if use_text else [])
+        first = "cond" if with_motion else "uncond"
+        names = [first] + (["uncond"] if use_motion_cfg else []) + (["negative"] if use_text else [])
         if self.batch_branches:
             b = len(scales)
             self.calls += 1
@@ -196,7 +211,9 @@ class GuidedDenoiser:
         return tr.cache_context(name if len(self.windows) == 1 else f"{name}@window{self._window}")
 
     def guided(self, x, t, motion) -> torch.Tensor:
-        v_cond, v_unc, v_neg = self._branches(x, t, motion, self.c.image, self.c.text, self.c.negative)
+        with_motion = self.motion_active(t)
+        c = self.c
+        v_cond, v_unc, v_neg = self._branches(x, t, motion, c.image, c.text, c.negative, with_motion)
         return guided_velocity(v_cond, v_unc, self.g, v_neg, self.text_g)
 
     def __call__(self, latents: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
@@ -217,6 +234,26 @@ class GuidedDenoiser:
             total.index_add_(2, sel, v * w.view(1, 1, -1, 1, 1))
             norm.index_add_(0, sel, w)
         return total / norm.view(1, 1, -1, 1, 1)
+
+
+def motion_timestep_range(sigmas: torch.Tensor, steps: list[bool]) -> tuple[float, float] | None:
+    """(low, high] timesteps (1000 sigma) holding exactly the steps marked in ``steps`` (one contiguous
+    run) of a sampler over ``sigmas`` (decreasing); bounds halfway between neighbouring steps, so the
+    test does not depend on float rounding. None when every step is marked."""
+    if len(steps) != len(sigmas):
+        raise ValueError(f"{len(steps)} step flags for {len(sigmas)} steps")
+    marked = [i for i, on in enumerate(steps) if on]
+    if not marked:
+        raise ValueError("no step is marked")
+    first, last = marked[0], marked[-1]
+    if marked != list(range(first, last + 1)):
+        raise ValueError("the marked steps must be one contiguous run")
+    if first == 0 and last == len(steps) - 1:
+        return None
+    t = [float(v) * 1000.0 for v in sigmas]
+    high = float("inf") if first == 0 else (t[first - 1] + t[first]) / 2
+    low = float("-inf") if last == len(t) - 1 else (t[last] + t[last + 1]) / 2
+    return (low, high)
 
 
 def sample(

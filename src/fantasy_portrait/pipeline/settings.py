@@ -47,6 +47,7 @@ def option(
     invert: bool = False,
     parse: Callable[[str], Any] | None = None,
     metavar: str | None = None,
+    append: bool = False,
 ) -> Any:
     """A settings field: its default plus the metadata the CLI, ``validate`` and front ends read."""
     meta = dict(
@@ -60,6 +61,7 @@ def option(
         invert=invert,
         parse=parse,
         metavar=metavar,
+        append=append,
     )
     return field(default=default, metadata=meta)
 
@@ -97,6 +99,9 @@ def _with(f, **extra):
     """A settings field with extra metadata (``append``: repeatable flag; ``switch``: on/off flag)."""
     f.metadata = {**f.metadata, **extra}
     return f
+
+
+MOTION_CONTROLS_HELP = " (see docs/controls.md; faces are numbered from 0, left to right)"
 
 
 @dataclass
@@ -156,6 +161,75 @@ class AnimationSettings:
         "", "negative prompt (used when --text-guidance != 1)", flag="--negative-prompt", type=str
     )
     seed: int = option(0, "noise seed; the same seed gives the same video", flag="--seed", type=int)
+    # --- motion controls (fantasy_portrait.motion.controls) ------------------------------------------
+    strength: Any = option(
+        (),
+        "how much of the driver's motion each part takes, [FACE:][PART=]S: 0 = the portrait's own, "
+        "1 = the driver's; parts head, eye, emotion, mouth (lips); e.g. mouth=0.5 or 1:head=0; repeatable"
+        + MOTION_CONTROLS_HELP,
+        flag="--strength",
+        group="motion controls",
+        type=str,
+        append=True,
+        metavar="[FACE:][PART=]S",
+    )
+    animate: Any = option(
+        (),
+        "which parts move, [FACE:]PRESET: all, lips (only the mouth), expression (all but the head: "
+        "keep the portrait's head), head, eyes; --strength overrides; repeatable" + MOTION_CONTROLS_HELP,
+        flag="--animate",
+        group="motion controls",
+        type=str,
+        append=True,
+        metavar="[FACE:]PRESET",
+    )
+    relative: Any = option(
+        "none",
+        "relative motion, [FACE:]PARTS: the portrait keeps its own pose/expression and takes the driver's "
+        "change from --relative-frame; head, eye, emotion, mouth, expression, all or none; repeatable"
+        + MOTION_CONTROLS_HELP,
+        flag="--relative",
+        group="motion controls",
+        type=str,
+        append=True,
+        metavar="[FACE:]PARTS",
+    )
+    relative_frame: int = option(
+        0,
+        "driving frame the driver's change is measured from (relative motion and --motion-multiplier)",
+        flag="--relative-frame",
+        group="motion controls",
+        type=int,
+        min=0,
+    )
+    motion_multiplier: Any = option(
+        (),
+        "scale the driver's change from --relative-frame, [FACE:][PART=]M (1 = as driven); repeatable"
+        + MOTION_CONTROLS_HELP,
+        flag="--motion-multiplier",
+        group="motion controls",
+        type=str,
+        append=True,
+        metavar="[FACE:][PART=]M",
+    )
+    motion_smoothing: Any = option(
+        (),
+        "smooth the motion features over time: Gaussian sigma in driving frames, [FACE:][PART=]SIGMA "
+        "(0 = off); repeatable" + MOTION_CONTROLS_HELP,
+        flag="--motion-smoothing",
+        group="motion controls",
+        type=str,
+        append=True,
+        metavar="[FACE:][PART=]SIGMA",
+    )
+    motion_steps: Any = option(
+        "0:1",
+        "fractions of the denoising steps that get motion, START:END (outside: motion scale 0)",
+        flag="--motion-steps",
+        group="motion controls",
+        type=str,
+        metavar="START:END",
+    )
     # --- long clips and memory --------------------------------------------------------------------
     window_frames: int | None = option(
         81,
@@ -279,6 +353,16 @@ class AnimationSettings:
         type=str,
         choices=ATTENTION_BACKENDS,
     )
+    parallel: str | None = option(
+        None,
+        "spread one clip over the GPUs of a torchrun launch: ulysses=N or ring=N (sequence parallel), "
+        "both (ulysses=4,ring=2), and/or cfg=2 (guidance branches on separate GPUs); the product must be "
+        "the process count (docs/scale.md)",
+        flag="--parallel",
+        group="speed",
+        type=str,
+        metavar="KIND=N,...",
+    )
     # --- output -------------------------------------------------------------------------------------
     progress: bool = option(True, "no progress bars", flag="--no-progress", group="output", invert=True)
 
@@ -316,7 +400,34 @@ class AnimationSettings:
                 raise InputError(f"{name} must be <= {meta['max']:g}, got {value}")
         if self.window_frames and (self.window_frames < 9 or (self.window_frames - 1) % 4):
             raise InputError(f"--window-frames must be 0 or 4k+1 >= 9, got {self.window_frames}")
+        # Texts parsed later are checked now: a malformed --map or --face-boxes fails before any loading.
+        from ..faces.portrait import parse_face_boxes, parse_mapping
+
+        if isinstance(self.mapping, str) and self.mapping.strip():
+            parse_mapping(self.mapping)
+        if isinstance(self.face_boxes, str):
+            parse_face_boxes(self.face_boxes)
+        self.motion_controls()  # one-line InputError for a bad part, face number, value or range
+        if isinstance(self.parallel, str):
+            from ..parallel.spec import ParallelSpec
+
+            ParallelSpec.parse(self.parallel)
         return self
+
+    def motion_controls(self):
+        """The run's :class:`~fantasy_portrait.motion.controls.MotionControls` (parsed from the motion
+        control fields; face numbers are checked against the portrait by the pipeline)."""
+        from ..motion.controls import MotionControls
+
+        return MotionControls.create(
+            strength=self.strength,
+            animate=self.animate,
+            relative=self.relative,
+            relative_frame=self.relative_frame,
+            multiplier=self.motion_multiplier,
+            smoothing=self.motion_smoothing,
+            motion_steps=self.motion_steps,
+        )
 
     def replace(self, **overrides) -> AnimationSettings:
         """A copy with some fields changed (unknown names raise InputError)."""
@@ -350,6 +461,16 @@ class AnimationSettings:
                 group = groups[meta["group"]] = parser.add_argument_group(meta["group"])
             if meta.get("invert") or meta.get("switch"):
                 group.add_argument(meta["flag"], dest=f.name, action="store_true", help=meta["help"])
+                continue
+            if meta.get("append"):  # repeatable: the values given, in order (none given: the default)
+                group.add_argument(
+                    meta["flag"],
+                    dest=f.name,
+                    action="append",
+                    default=None,
+                    metavar=meta.get("metavar"),
+                    help=meta["help"],
+                )
                 continue
             default = f.default
             shown = f"{default:g}" if isinstance(default, float) else str(default)
