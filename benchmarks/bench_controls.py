@@ -52,21 +52,16 @@ CONFIGS: dict[str, tuple[str, str, dict]] = {
     "demo/mouth=0": ("demo", "features", {"strength": "mouth=0"}),
     "demo/head=0": ("demo", "features", {"strength": "head=0"}),
     "demo/animate=lips": ("demo", "features", {"animate": "lips"}),
-    "demo/emotion=0,mouth=0": ("demo", "features", {"strength": "emotion=0,mouth=0"}),
-    "demo/head=0,eye=0,emotion=0": ("demo", "features", {"strength": "head=0,eye=0,emotion=0"}),
     "demo/animate=expression": ("demo", "features", {"animate": "expression"}),
     "demo/mouth=0.5 features": ("demo", "features", {"strength": "mouth=0.5"}),
     "demo/mouth=0.5 tokens": ("demo", "tokens", {"strength": "mouth=0.5"}),
     "demo/head=0.5 features": ("demo", "features", {"strength": "head=0.5"}),
     "demo/head=0.5 tokens": ("demo", "tokens", {"strength": "head=0.5"}),
-    "demo/all=0.5 features": ("demo", "features", {"strength": "0.5"}),
-    "demo/all=0.5 tokens": ("demo", "tokens", {"strength": "0.5"}),
     "demo/multiplier=1.5 features": ("demo", "features", {"multiplier": "1.5"}),
     "demo/multiplier=1.5 tokens": ("demo", "tokens", {"multiplier": "1.5"}),
     "demo/relative=head": ("demo", "features", {"relative": "head"}),
     "demo/relative=all": ("demo", "features", {"relative": "all"}),
     "demo/smoothing=1": ("demo", "features", {"smoothing": "1"}),
-    "demo/smoothing=2": ("demo", "features", {"smoothing": "2"}),
     "demo/steps=0:0.5": ("demo", "features", {"motion_steps": "0:0.5"}),
     "demo/steps=0.5:1": ("demo", "features", {"motion_steps": "0.5:1"}),
     "offset/none": ("offset", "features", {}),
@@ -74,11 +69,6 @@ CONFIGS: dict[str, tuple[str, str, dict]] = {
     "offset/relative=head tokens": ("offset", "tokens", {"relative": "head"}),
     "offset/relative=all": ("offset", "features", {"relative": "all"}),
     "offset/relative=all tokens": ("offset", "tokens", {"relative": "all"}),
-    "offset/relative=head,expression=0.5": (
-        "offset",
-        "features",
-        {"relative": "head", "strength": "eye=0.5,emotion=0.5,mouth=0.5"},
-    ),
 }
 
 
@@ -204,19 +194,6 @@ class TokenControls(torch.nn.Module):
         return t.reshape(1, -1, tokens.shape[-1])
 
 
-class FeatureControls(TokenControls):
-    """The shipped formulas on the features, applied inside the encoder call (used only when the
-    pipeline has no controls argument)."""
-
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        from fantasy_portrait.motion.controls import apply_face_controls
-
-        face = self.calls % len(self.portraits)
-        self.calls += 1
-        out = apply_face_controls(feats[0], self.controls.for_face(face), self.portraits[face])
-        return self.encoder(out[None])
-
-
 def portrait_features(pipe, portrait: np.ndarray) -> list[torch.Tensor]:
     """Each portrait face's own features, from its detected five points (as the pipeline does)."""
     from fantasy_portrait.faces import get_backend
@@ -232,15 +209,15 @@ def portrait_features(pipe, portrait: np.ndarray) -> list[torch.Tensor]:
     ]
 
 
-def pipeline_accepts_controls(pipe) -> bool:
-    import inspect
-
-    return "controls" in inspect.signature(pipe.__call__).parameters
+SETTING_NAMES = {"multiplier": "motion_multiplier", "smoothing": "motion_smoothing"}
 
 
 def animate(
-    pipe, case: BenchCase, controls, where: str, steps: int, guidance: float
+    pipe, case: BenchCase, options: dict, where: str, steps: int, guidance: float
 ) -> tuple[np.ndarray, int]:
+    """Run the pipeline on a case: ``features`` through its own settings (the shipped path), ``tokens``
+    through a wrapper of the expression encoder (the pipeline's controls left neutral)."""
+    from fantasy_portrait.motion.controls import MotionControls
     from fantasy_portrait.synthetic.cases import FPS
 
     h, w = case.portrait.shape[:2]
@@ -252,15 +229,17 @@ def animate(
         seed=case.seed,
         window_frames=None,
         progress=False,
+        relative="none",
     )
-    encoder = pipe.expression_encoder
-    if where == "features" and pipeline_accepts_controls(pipe):
-        result = pipe(case.files["portrait"], case.files["drivers"], controls=controls, **kwargs)
+    if where == "features":
+        kwargs.update({SETTING_NAMES.get(k, k): v for k, v in options.items()})
+        result = pipe(case.files["portrait"], case.files["drivers"], **kwargs)
         return result.frames, result.transformer_calls
+    controls = MotionControls.create(**options)
     if not controls.schedule_is_identity:
-        raise SystemExit("this pipeline has no controls argument yet: motion steps cannot be measured")
-    wrapper = {"features": FeatureControls, "tokens": TokenControls}[where]
-    pipe.expression_encoder = wrapper(encoder, controls, portrait_features(pipe, case.portrait))
+        raise ValueError("the token-space variant has no step range")
+    encoder = pipe.expression_encoder
+    pipe.expression_encoder = TokenControls(encoder, controls, portrait_features(pipe, case.portrait))
     try:
         result = pipe(case.files["portrait"], case.files["drivers"], **kwargs)
     finally:
@@ -540,7 +519,7 @@ def main() -> None:
                     cases[family] = (case, est)
                 case, portrait_est = cases[family]
                 controls = MotionControls.create(**options)
-                frames, calls = animate(pipe, case, controls, where, steps, guidance)
+                frames, calls = animate(pipe, case, options, where, steps, guidance)
                 run = score(judge, case, frames, controls, portrait_est)
                 run["calls"] = calls
                 data["runs"].setdefault(name, []).append(run)
