@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import pytest
 
 
 def _expect():
@@ -69,6 +68,7 @@ def test_upload_numbered_faces_and_mapping(page, engine, screenshot):
     assert width >= 512  # the 128x64 synthetic portrait is drawn enlarged so the numbers can be read
     tracks = _wait_video(page, "#tracks")
     assert tracks["width"] > 0
+    expect(page.locator(".progress-text")).to_have_count(0)  # nothing still running
     screenshot(page, "app_faces")
 
     mapping = page.locator("#mapping textarea, #mapping input").first
@@ -109,7 +109,7 @@ def test_synthetic_example_runs_on_cpu_and_plays(page, screenshot):
     assert sbs["width"] > 3 * 128  # drivers | result | ground truth
     downloads = "".join(page.locator("#downloads").inner_text().split())
     assert "result.mp4" in downloads and "side_by_side.mp4" in downloads and "summary.json" in downloads
-    screenshot(page, "app_result")
+    screenshot(page, "app_result", page.locator("#outputs"))
 
 
 def test_cancel_a_run(page, engine):
@@ -131,15 +131,19 @@ def test_portrait_without_a_face_is_a_message(page, engine, tmp_path, screenshot
     from fantasy_portrait.io import save_image
 
     expect = _expect()
-    yy, xx = np.mgrid[0:160, 0:200]
-    blank = np.stack([xx * 255 // 200, yy * 255 // 160, np.full_like(xx, 90)], -1).astype(np.uint8)
-    path = tmp_path / "no_face.png"
-    save_image(path, blank)
+    landscape = np.zeros((160, 240, 3), np.uint8)  # sky, meadow and a sun: no face anywhere
+    landscape[:100] = (120, 180, 235)
+    landscape[100:] = (90, 160, 70)
+    yy, xx = np.mgrid[0:160, 0:240]
+    landscape[(yy - 45) ** 2 + (xx - 180) ** 2 < 20**2] = (250, 215, 60)
+    path = tmp_path / "landscape.png"
+    save_image(path, landscape)
     ex = engine.example(engine.example_names()[0])
     page.locator("#driving input[type=file]").set_input_files(str(ex.driving[0]))
+    expect(page.locator("#driving").get_by_text("driver_1.mp4")).to_be_visible()
     page.locator("#portrait input[type=file]").set_input_files(str(path))
     toast = page.locator("[data-testid=toast-text].error").first
-    expect(toast).to_contain_text("no face found", timeout=60_000)
+    expect(toast).to_contain_text("landscape.png: no face found", timeout=60_000)
     text = toast.inner_text()
     assert "\n" not in text.strip() and "Traceback" not in page.content()
     assert "'face boxes'" in text  # the CLI's --face-boxes named as the page's control
@@ -147,7 +151,6 @@ def test_portrait_without_a_face_is_a_message(page, engine, tmp_path, screenshot
     screenshot(page, "app_error")
 
 
-@pytest.mark.slow
 def test_released_weights_example_folder(page):
     """With --weights and --examples the folder's examples are offered and run with the released
     pipeline (tiny random weights here: noise, but the whole path)."""

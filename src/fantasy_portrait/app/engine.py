@@ -28,7 +28,8 @@ from .examples import EXAMPLES_ENV, SYNTHETIC, WEIGHTS, Example, folder_examples
 
 logger = logging.getLogger(__name__)
 
-PREVIEW_MIN_SIDE = 512  # portraits smaller than this are enlarged (nearest) for the face preview
+PREVIEW_MIN_SIDE = 512  # portraits with a shorter side below this are enlarged (nearest) for the preview
+PREVIEW_CACHE = 8
 Report = Callable[[float | tuple[int, int] | None, str], None]
 
 
@@ -106,6 +107,7 @@ class AppEngine:
         self._run_lock = threading.Lock()  # one run at a time on the device
         self._face_lock = threading.Lock()  # face backends are not thread-safe
         self._cancel: dict[str, threading.Event] = {}
+        self._previews: dict[tuple, Preview] = {}  # the last few previews, by files and choices
         self._counter = 0
         self._counter_lock = threading.Lock()
 
@@ -223,6 +225,9 @@ class AppEngine:
             raise InputError("upload a portrait first")
         if not driving:
             raise InputError("upload one or more driving videos first")
+        key = _preview_key(portrait, driving, mapping, face_boxes, fps, max_frames)
+        if key is not None and key in self._previews:  # the same files and choices: nothing to redo
+            return self._previews[key]
         if isinstance(face_boxes, str):
             face_boxes = parse_face_boxes(face_boxes) if face_boxes.strip() else None
         report(0.0, "reading the inputs")
@@ -244,7 +249,12 @@ class AppEngine:
                 progress=False,
             )
         report(0.8, "drawing the preview")
-        return self._draw(plan, inputs.portrait, self._folder("preview"), keep=inputs)
+        preview = self._draw(plan, inputs.portrait, self._folder("preview"), keep=inputs)
+        if key is not None:
+            self._previews[key] = preview
+            while len(self._previews) > PREVIEW_CACHE:
+                self._previews.pop(next(iter(self._previews)))
+        return preview
 
     def remap(self, preview: Preview, mapping: str | None) -> Preview:
         """The same preview with another mapping (no detection or tracking again)."""
@@ -268,10 +278,10 @@ class AppEngine:
 
         _write_preview(folder, image, plan, None, videos=False)  # plan.json (and portrait.png, replaced:)
         h, w = image.shape[:2]
-        if max(h, w) < PREVIEW_MIN_SIDE:  # small portraits are drawn enlarged, so the numbers can be read
+        s = min(int(np.ceil(PREVIEW_MIN_SIDE / min(h, w))), max(1, 2048 // max(h, w)))
+        if s > 1:  # small portraits are drawn enlarged, so the numbers can be read
             import cv2
 
-            s = int(np.ceil(PREVIEW_MIN_SIDE / max(h, w)))
             big = cv2.resize(image, (w * s, h * s), interpolation=cv2.INTER_NEAREST)
             tmp = folder / "enlarged"
             _write_preview(tmp, big, scaled_plan(plan, s), None, videos=False)
@@ -403,6 +413,18 @@ class _StageFilter(logging.Filter):
             k = STAGES.index(name) if name in STAGES else len(STAGES) - 1
             self.report(k / len(STAGES), f"stage {k + 1}/{len(STAGES)}: {name}")
         return record.levelno >= self.floor
+
+
+def _preview_key(portrait, driving, *choices) -> tuple | None:
+    """Files (path, size, modification time) and choices of a preview; None for inputs in memory."""
+    files = [portrait, *(driving if isinstance(driving, (list, tuple)) else [driving])]
+    if not all(isinstance(f, (str, os.PathLike)) for f in files):
+        return None
+    try:
+        stats = tuple((str(f), os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files)
+    except OSError:
+        return None
+    return stats + tuple(c if isinstance(c, (str, int, float, type(None))) else repr(c) for c in choices)
 
 
 def _paths(driving) -> list:

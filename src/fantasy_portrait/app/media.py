@@ -33,8 +33,9 @@ def _caption(width: int, texts: list[tuple[str, int]], height: int = 20) -> np.n
 
 
 def hstack_columns(columns: list[tuple[str, list[np.ndarray] | np.ndarray]], height: int, gap: int = 4):
-    """Frames of labelled columns side by side at one height with a caption row; the shortest column
-    sets the length. Yields (H, W, 3) uint8 frames with even sides."""
+    """Frames of labelled columns side by side at one height with a caption row below (the page
+    draws its own label over the top-left corner); the shortest column sets the length. Yields
+    (H, W, 3) uint8 frames with even sides."""
     n = min(len(frames) for _, frames in columns)
     sep = np.full((height, gap, 3), 255, np.uint8)
     caption = None
@@ -51,7 +52,7 @@ def hstack_columns(columns: list[tuple[str, list[np.ndarray] | np.ndarray]], hei
         row = np.concatenate(parts, axis=1)
         if caption is None:
             caption = _caption(row.shape[1], [(label, x0) for (label, _), x0 in zip(columns, xs)])
-        out = np.concatenate([caption, row], axis=0)
+        out = np.concatenate([row, caption], axis=0)
         yield out[: out.shape[0] // 2 * 2, : out.shape[1] // 2 * 2]
 
 

@@ -173,10 +173,11 @@ def build_app(engine: AppEngine | None = None, settings_cls=None):
         with gr.Row():
             run = gr.Button("Run", variant="primary", elem_id="run")
             cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
-        status = gr.Textbox(label="status", interactive=False, elem_id="status")
-        with gr.Row():
-            result = gr.Video(label="result", elem_id="result", interactive=False)
-            sbs = gr.Video(label="side by side", elem_id="side-by-side", interactive=False)
+        with gr.Column(elem_id="outputs"):
+            status = gr.Textbox(label="status", interactive=False, elem_id="status")
+            with gr.Row():
+                result = gr.Video(label="result", elem_id="result", interactive=False)
+                sbs = gr.Video(label="side by side", elem_id="side-by-side", interactive=False)
         with gr.Row():
             downloads = gr.File(
                 label="downloads", file_count="multiple", elem_id="downloads", interactive=False
@@ -297,8 +298,9 @@ def build_app(engine: AppEngine | None = None, settings_cls=None):
             }
 
         def do_cancel(request: gr.Request):
+            # A message only: the status box belongs to the run, which reports where it stopped.
             found = engine.cancel(getattr(request, "session_hash", "") or "")
-            return "cancelling: the run stops at its next step" if found else "no run to cancel"
+            gr.Info("cancelling: the run stops after its current step" if found else "no run to cancel")
 
         def clear_example():
             return None, ""
@@ -328,7 +330,7 @@ def build_app(engine: AppEngine | None = None, settings_cls=None):
             concurrency_id="device",
             concurrency_limit=1,
         )
-        cancel.click(do_cancel, None, [status], queue=False)
+        cancel.click(do_cancel, None, None, queue=False)
     demo.queue(default_concurrency_limit=1)
     demo.fantasy_portrait_engine = engine  # for launchers and tests
     demo.fantasy_portrait_css = CSS
