@@ -81,6 +81,10 @@ def test_job_key_changes_with_settings_inputs_and_weights(media):
         ({"portrait": "p.png", "driving": "d0.mp4", "output": "a.mp4", "progress": 1}, "true or false"),
         ({"portrait": "p.png", "driving": "d0.mp4", "output": "a.mp4", "window_frames": 10}, "4k+1"),
         ({"portrait": "p.png", "driving": "d0.mp4", "output": "a.mp4", "memory_mode": "x"}, "--memory"),
+        (
+            {"portrait": "p.png", "driving": "d0.mp4", "output": "a.mp4", "parallel": "ulysses=2"},
+            "not a batch",
+        ),
         ("{not json", "not valid JSON"),
         ("[1, 2]", "must be a JSON object"),
     ],

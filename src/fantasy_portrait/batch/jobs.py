@@ -163,6 +163,10 @@ def parse_job(data, base: Path, line: int = 0) -> Job:
     if not isinstance(job_id, str) or not job_id.strip():
         raise InputError(f"id must be non-empty text, got {job_id!r}")
     settings = {k: v for k, v in data.items() if k not in JOB_KEYS}
+    if settings.get("parallel"):
+        raise InputError(
+            "parallel is not a batch setting: each worker has one GPU (one clip over several: torchrun)"
+        )
     settings_from_dict(settings)  # checked now, before any work
     return Job(job_id.strip(), portrait, driving, output, settings, line)
 
