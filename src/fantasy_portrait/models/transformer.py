@@ -19,6 +19,7 @@ from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockR
 from diffusers.models.transformers.transformer_wan import WanTransformerBlock
 from torch import nn
 
+from ..parallel.plan import TokenPositions, motion_cp_plan, token_range
 from .motion_attention import MotionCondition, MotionStep, motion_attention
 
 TEXT_LENGTH = 512  # umT5 context length of Wan2.1; the image tokens come before it
@@ -109,14 +110,15 @@ class MotionCrossAttnProcessor:
                         condition,
                         self._attention_backend,
                         b,
+                        motion.tokens,
                     )
                     for j, b in enumerate(samples)
                 ]
             ).type_as(out)
         else:
-            result = motion_attention(q, keys, values, condition, backend=self._attention_backend).type_as(
-                out
-            )
+            result = motion_attention(
+                q, keys, values, condition, backend=self._attention_backend, tokens=motion.tokens
+            ).type_as(out)
         scale = motion.scale.to(device=out.device, dtype=out.dtype)
         if active is None:
             return out + scale.view(-1, 1, 1) * result
@@ -154,7 +156,11 @@ class FantasyPortraitTransformer(WanTransformer3DModel):
 
     ``motion_dim`` is the motion-token width (2048 released); None builds the plain Wan model.
     ``_repeated_blocks``: the block class regional compilation compiles (``compile_repeated_blocks``).
+    ``_cp_plan``: diffusers' Wan plan plus the token-position split the motion attention follows
+    (``transformer.enable_parallelism(config=ContextParallelConfig(...))``; see parallel/plan.py).
     """
+
+    _cp_plan = motion_cp_plan(WanTransformer3DModel._cp_plan)
 
     _repeated_blocks = ["MotionWanBlock"]
     _no_split_modules = ["MotionWanBlock"]
@@ -204,6 +210,7 @@ class FantasyPortraitTransformer(WanTransformer3DModel):
         self.blocks = nn.ModuleList(
             [MotionWanBlock.from_wan_block(b, inner_dim, ffn_dim, num_attention_heads) for b in self.blocks]
         )
+        self.token_positions = TokenPositions()  # no parameters: split by the context-parallel plan
         if motion_dim is not None:
             inner = inner_dim
             for index, block in enumerate(self.blocks):
@@ -254,7 +261,9 @@ class FantasyPortraitTransformer(WanTransformer3DModel):
         if encoder_hidden_states_image is not None:
             context = torch.cat([embed.image_embedder(encoder_hidden_states_image), context], dim=1)
 
-        step = self._motion_step(motion, motion_scale, batch, x.device)
+        # This rank's video tokens (all of them unless context parallelism split the sequence).
+        tokens = token_range(self.token_positions(x), x.shape[1])
+        step = self._motion_step(motion, motion_scale, batch, x.device, tokens)
         for block in self.blocks:
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 x = self._gradient_checkpointing_func(block, x, context, timestep_proj, rotary_emb, step)
@@ -268,7 +277,7 @@ class FantasyPortraitTransformer(WanTransformer3DModel):
         out = x.permute(0, 7, 1, 4, 2, 5, 3, 6).flatten(6, 7).flatten(4, 5).flatten(2, 3)
         return out
 
-    def _motion_step(self, motion, motion_scale, batch: int, device) -> MotionStep | None:
+    def _motion_step(self, motion, motion_scale, batch: int, device, tokens=None) -> MotionStep | None:
         if motion is None:
             return None
         if not hasattr(self.blocks[0].attn2, "motion_k_proj"):
@@ -282,7 +291,7 @@ class FantasyPortraitTransformer(WanTransformer3DModel):
         if not bool(nonzero.any()):
             return None
         active = None if bool(nonzero.all()) else torch.nonzero(nonzero).flatten().to(device)
-        return MotionStep(motion, scale.to(device), active)
+        return MotionStep(motion, scale.to(device), active, tokens=tokens)
 
 
 class MotionWanBlock(WanTransformerBlock):
