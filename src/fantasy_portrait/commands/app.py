@@ -57,6 +57,9 @@ def run(args) -> int:
         raise FantasyPortraitError("the app needs gradio: pip install 'fantasy-portrait[app]'")
     if args.port is not None and not 0 < args.port < 65536:
         raise InputError(f"--port must be in 1..65535, got {args.port}")
+    import os
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home unless the user asks
     from ..app import AppEngine, build_app, launch
 
     engine = AppEngine(
