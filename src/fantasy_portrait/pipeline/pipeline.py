@@ -271,7 +271,9 @@ class FantasyPortraitPipeline:
     ) -> AnimationResult:
         """Animate every face of ``image`` with the driving video(s).
 
-        driving: one video (N faces) or a list of N single-face videos. settings: an
+        image: a path, PIL image, numpy array or torch tensor; driving: one video (N faces) or a list
+        of N single-face videos, each a path, an (F, H, W, 3) array or a list of frames
+        (``pipeline/inputs.py``; in-memory frames are at ``settings.fps``). settings: an
         :class:`~.settings.AnimationSettings` (defaults when None); keyword arguments override its
         fields (``pipe(img, vid, num_steps=4, seed=1)``), see that class for every option.
         output: an .mp4 path (written atomically with the driving audio) or None to return the frames.
@@ -283,7 +285,8 @@ class FantasyPortraitPipeline:
         :class:`Cancelled`, and writes nothing.
         """
         from ..faces import get_backend
-        from ..io import load_image, probe_video, write_video
+        from ..io import probe_video, write_video
+        from .inputs import prepare_inputs
 
         s = resolve_settings(settings, overrides)
         self.interrupt = False
@@ -293,16 +296,15 @@ class FantasyPortraitPipeline:
 
         # 1. check inputs ----------------------------------------------------------------------------
         with timer.stage("inputs"):
-            videos = [Path(v) for v in ([driving] if isinstance(driving, (str, os.PathLike)) else driving)]
-            if not videos:
-                raise InputError("no driving video given")
+            # paths, PIL images, arrays or frame lists -> portrait array + driver files (pipeline/inputs.py)
+            inputs = prepare_inputs(image, driving, fps=fps, max_image_pixels=s.max_image_pixels)
+            videos, portrait, image_name = inputs.videos, inputs.portrait, inputs.portrait_name
             infos = [probe_video(v) for v in videos]
             if not fps:  # keep the first driver's own rate (the reference's single-face behaviour)
                 fps = infos[0].fps
             if output is not None:
                 output = Path(output)
                 _check_writable(output)
-            portrait = load_image(image, max_pixels=s.max_image_pixels)
 
         # 2. faces and motion ---------------------------------------------------------------------------
         with timer.stage("faces"):
@@ -314,7 +316,7 @@ class FantasyPortraitPipeline:
                 max_frames=s.max_frames,
                 face_boxes=s.face_boxes,
                 mapping=s.mapping,
-                image_name=str(image),
+                image_name=image_name,
                 progress=s.progress,
             )
             num_frames = plan.num_frames
