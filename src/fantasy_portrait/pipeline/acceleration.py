@@ -184,10 +184,10 @@ def denoising(pipe, s, run: RunPlan, *, height: int, width: int):
                         "--cache magcache needs --cache-ratios FILE (a missing FILE is calibrated)"
                     )
                 if not ratios_file.is_file():  # calibration run: record, skip nothing, write the file
-                    recorded = stack.enter_context(caching.record_mag_ratios(tr))
-                    stack.callback(_write_ratios, ratios_file, recorded, run)
-                    run.cache = {"kind": "magcache", "calibrating": str(ratios_file)}
-                    yield run
+                    with caching.record_mag_ratios(tr) as recorded:
+                        run.cache = {"kind": "magcache", "calibrating": str(ratios_file)}
+                        yield run
+                    _write_ratios(ratios_file, recorded, run)  # only after a complete run
                     return
                 ratios = caching.load_mag_ratios(ratios_file)
             handle = caching.enable_cache(

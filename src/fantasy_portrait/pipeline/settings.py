@@ -80,7 +80,9 @@ def _parse_sigmas(text: str) -> tuple[float, ...]:
     from .schedule import check_sigmas
 
     try:
-        return tuple(float(v) for v in check_sigmas([float(t) for t in text.split(",")]))
+        values = tuple(float(t) for t in text.split(","))
+        check_sigmas(values)
+        return values
     except ValueError as exc:
         raise InputError(f"--sigmas {text!r}: {exc}") from exc
 
