@@ -109,8 +109,13 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory, engine):
+def browser_stack():
+    """Checked before anything is built (fixtures are set up in argument order)."""
     require_browser()
+
+
+@pytest.fixture(scope="session")
+def app_url(browser_stack, tmp_path_factory, engine):
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     os.environ.setdefault("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
     from fantasy_portrait.app import build_app, launch
