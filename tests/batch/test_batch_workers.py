@@ -49,14 +49,14 @@ def _frames(path: Path) -> np.ndarray:
 
 def _same_video(a: np.ndarray, b: np.ndarray) -> bool:
     """Equal up to the encoder: libx264 through PyAV is not bit-reproducible on these machines (the same
-    frames gave 3-5 different bitstreams in 25 encodes, with or without threads: a few macroblocks of
-    one frame off by up to 25 levels), so decoded videos count as equal when at least 95% of the pixel
-    values match exactly and the mean difference is below 0.5 level. Videos of other seeds are far off
-    (checked in the reference fixture)."""
+    frames gave 5 different bitstreams in 100 encodes, with or without threads; between them and in batch runs
+    up to 10% of the decoded pixel values differ, by 0.05-0.3 level on average, 25 at most), so two videos
+    count as the same when at least 80% of the values match exactly and the mean difference is below 1 level. Videos
+    of other seeds are far off (checked in the reference fixture)."""
     if a.shape != b.shape:
         return False
     diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
-    return bool((diff == 0).mean() >= 0.95 and diff.mean() < 0.5)
+    return bool((diff == 0).mean() >= 0.8 and diff.mean() < 1.0)
 
 
 def _records(journal: Path) -> list[dict]:
