@@ -59,7 +59,7 @@ def test_config_errors_are_user_errors(tmp_path, capsys):
 
 
 def test_precompute_command_reports_a_missing_weight_folder(tmp_path, capsys):
-    (tmp_path / "m.jsonl").write_text("")
+    (tmp_path / "m.jsonl").write_text('{"video": "a.mp4", "tracks": "a.safetensors"}\n')
     assert (
         main(
             [

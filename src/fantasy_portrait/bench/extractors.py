@@ -202,15 +202,10 @@ class InceptionFeatures:
     name = "inception-v3-fid (pytorch-fid pt_inception-2015-12-05)"
 
     def __init__(self, weights_path, device="cpu", batch_size: int = 16):
-        import torch
+        from ..io.weights import load_torch_file
 
         path = _check_file(weights_path, "FID Inception", FID_WEIGHTS_NAME)
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(
-                f"{path}: cannot read FID Inception weights ({exc.__class__.__name__}: {exc})"
-            ) from exc
+        state = load_torch_file(path, what="FID Inception weights", mmap=False)
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         model = _build_inception()

@@ -122,6 +122,8 @@ def manifest_from_dict(
     """Validate a manifest mapping; relative paths resolve against ``base`` (or data["root"])."""
     if not isinstance(data, dict):
         raise InputError(f"{where}: top level must be an object")
+    if "root" in data and not isinstance(data["root"], str):
+        raise InputError(f"{where}: 'root' must be a folder path")
     root = Path(data["root"]) if "root" in data else base
     if not root.is_absolute():
         root = (base / root).resolve()
@@ -169,7 +171,9 @@ def manifest_from_dict(
                 raise InputError(
                     f"{where}: cross-reenactment case {case_id!r} needs 'portrait' and 'drivers'"
                 )
-            if "faces" in raw and int(raw["faces"]) != len(drivers):
+            if "faces" in raw and _positive(raw["faces"], "faces", f"{where}: case {case_id!r}") != len(
+                drivers
+            ):
                 raise InputError(
                     f"{where}: case {case_id!r} has {len(drivers)} drivers but faces={raw['faces']}"
                 )
@@ -197,7 +201,10 @@ def load_manifest(path: str | os.PathLike, check_files: bool = True) -> BenchMan
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: manifest not found")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not a UTF-8 text file (byte at position {exc.start})") from None
     try:
         if path.suffix.lower() == ".toml":
             import tomllib

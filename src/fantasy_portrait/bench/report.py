@@ -290,8 +290,8 @@ def write_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     """Write report.md, report.csv, report.json, metrics.png and frames_<case>.png; return their paths."""
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "report"
+    summaries = load_summaries(run_dir)  # before creating anything: a wrong run folder leaves none
     out_dir.mkdir(parents=True, exist_ok=True)
-    summaries = load_summaries(run_dir)
     paths = {}
     paths["markdown"] = out_dir / "report.md"
     paths["markdown"].write_text(markdown(summaries), encoding="utf-8")

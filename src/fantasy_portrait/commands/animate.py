@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..pipeline.settings import AnimationSettings
@@ -56,7 +57,14 @@ def register(subparsers) -> None:
 def _device_dtype(args):
     import torch
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from ..errors import InputError
+
+    try:
+        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError as exc:
+        raise InputError(
+            f"--device {args.device!r}: not a torch device ({str(exc).splitlines()[0]})"
+        ) from None
     name = args.dtype or ("bf16" if device.type != "cpu" else "fp32")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
     return device, dtype
@@ -68,10 +76,112 @@ def _output_path(args) -> Path:
     return Path.cwd() / f"{Path(args.image).stem}_animated.mp4"
 
 
+@dataclass
+class Preflight:
+    """What a run will do, known before any model is loaded or video decoded: sizes, frames, memory."""
+
+    source: str  # where the model sizes come from
+    dit_parameters: int
+    width: int
+    height: int
+    frames: int
+    dtype_bytes: int
+    device: object
+    estimate: object
+    mode_reason: str
+    refusal: str | None  # why the run cannot fit (None: it can)
+
+
+def preflight(args, s: AnimationSettings) -> Preflight:
+    """Check every input of ``animate`` without loading models or decoding video: the device, the face
+    backend, the portrait's header, the driving videos' packets, the output path; then estimate the
+    memory of the run from the weights' config.json (the released 14B sizes when no weights are given)
+    and decide whether it fits where it would run."""
+    from ..errors import InputError, ResourceError
+    from ..faces.backend import available_backends
+    from ..io import check_output_file, frame_count_4k1, load_image, probe_video
+    from ..models.config import PRESETS, WanConfig
+    from ..models.loading import build_transformer
+    from ..pipeline import layout
+    from ..pipeline.conditioning import target_size
+    from ..pipeline.memory import check_fits, estimate_for_transformer, file_parameters, pick_mode
+
+    device, _ = _device_dtype(args)
+    if args.face_backend not in available_backends():
+        raise InputError(
+            f"--face-backend {args.face_backend!r}: unknown; available: {', '.join(available_backends())}"
+        )
+    height, width = load_image(args.image, max_pixels=s.max_image_pixels).shape[:2]  # pixels checked first
+    infos = [probe_video(v) for v in args.driving]
+    fps = s.fps or infos[0].fps
+    frames = frame_count_4k1(min(info.frames_at(fps) for info in infos), s.max_frames)
+    if not args.dry_run:
+        check_output_file(_output_path(args), ".mp4")
+    source = "preset wan2.1-i2v-14b-720p (no weights given)"
+    wan = PRESETS["wan2.1-i2v-14b-720p"].wan
+    weights = args.weights or os.environ.get(layout.WEIGHTS_ENV)
+    text = bool(s.prompt.strip()) or s.text_guidance != 1.0
+    sizes = {}
+    if weights or not args.dry_run:  # every file the run needs, listed by name when missing (none loaded)
+        files = layout.find_weight_files(
+            args.weights,
+            portrait=args.portrait_checkpoint,
+            motion=args.motion_checkpoint,
+            need_text_encoder=text,
+        )
+        # the sizes of the files at hand (a tiny umT5 is not 5.7 B parameters), released sizes otherwise
+        for key, path in (("clip_params", files.clip), ("vae_params", files.vae), ("umt5_params", files.t5)):
+            count = file_parameters(path)
+            if count:
+                sizes[key] = count
+    if weights:
+        root = layout.resolve_weights_dir(weights)
+        cfg = layout.find_wan_dir(root) / layout.WAN_CONFIG
+        if cfg.is_file():
+            try:
+                wan = WanConfig.from_dict(json.loads(cfg.read_text()))
+            except (ValueError, TypeError, KeyError) as exc:
+                from ..errors import CheckpointError
+
+                raise CheckpointError(f"{cfg}: not a Wan config ({exc})") from None
+            source = str(cfg)
+    kwargs = wan.to_diffusers_kwargs()
+    kwargs["motion_dim"] = 2048 if wan.dim >= 1024 else 32
+    transformer = build_transformer(kwargs, device="meta")
+    width, height = target_size(width, height, s.max_size)
+    bytes_ = {"bf16": 2, "fp16": 2, "fp32": 4}[args.dtype or ("bf16" if device.type != "cpu" else "fp32")]
+    est = estimate_for_transformer(
+        transformer,
+        width=width,
+        height=height,
+        num_frames=frames,
+        window_frames=s.window_frames,
+        batch_branches=s.batch_branches,
+        text=text,
+        dtype_bytes=bytes_,
+        **sizes,
+    )
+    refusal = None
+    try:
+        check_fits(est, device, f"a {width}x{height} video of {frames} frames")
+    except ResourceError as exc:
+        refusal = str(exc)
+    _, _, reason = pick_mode(s.memory_mode or "auto", device, est)
+    return Preflight(
+        source, sum(p.numel() for p in transformer.parameters()), width, height, frames, bytes_, device, est,
+        reason, refusal,
+    )  # fmt: skip
+
+
 def run(args) -> int:
+    from ..errors import ResourceError
+
     settings = AnimationSettings.from_args(args)  # validated: bad values fail before any loading
+    plan = preflight(args, settings)  # bad inputs and runs that cannot fit fail before any loading too
     if args.dry_run:
-        return dry_run(args, settings)
+        return dry_run(args, settings, plan)
+    if plan.refusal:
+        raise ResourceError(plan.refusal)
     device, dtype = _device_dtype(args)
     from ..pipeline.pipeline import FantasyPortraitPipeline
 
@@ -109,82 +219,46 @@ def run(args) -> int:
     return 0
 
 
-def dry_run(args, s: AnimationSettings) -> int:
-    """Memory estimate per mode without loading weights: model sizes from the weights' config.json
-    (or the released 14B size when no weights are given), frame size from the image, frames from the video."""
-    from ..io import frame_count_4k1, probe_video
-    from ..models.config import PRESETS, WanConfig
-    from ..models.loading import build_transformer
-    from ..pipeline import layout
-    from ..pipeline.conditioning import target_size
-    from ..pipeline.memory import GIB, estimate_for_transformer, pick_mode
+def dry_run(args, s: AnimationSettings, plan: Preflight) -> int:
+    """Print the memory estimate per mode (no weights loaded, no video decoded). A run that would be
+    refused ends with its error line and exit code 2, as the run itself would."""
+    from ..errors import ResourceError
+    from ..pipeline.memory import GIB
 
-    device, dtype = _device_dtype(args)
-    source = "preset wan2.1-i2v-14b-720p (no weights given)"
-    wan = PRESETS["wan2.1-i2v-14b-720p"].wan
-    weights = args.weights or os.environ.get(layout.WEIGHTS_ENV)
-    if weights:
-        root = layout.resolve_weights_dir(weights)
-        cfg = layout.find_wan_dir(root) / layout.WAN_CONFIG
-        if cfg.is_file():
-            wan = WanConfig.from_dict(json.loads(cfg.read_text()))
-            source = str(cfg)
-    kwargs = wan.to_diffusers_kwargs()
-    kwargs["motion_dim"] = 2048 if wan.dim >= 1024 else 32
-    transformer = build_transformer(kwargs, device="meta")
-    from PIL import Image
-
-    try:
-        with Image.open(args.image) as im:
-            width, height = target_size(im.size[0], im.size[1], s.max_size)
-    except OSError:
-        width, height = target_size(s.max_size, s.max_size, s.max_size)
-    available = min(
-        probe_video(v).num_frames
-        * (s.fps or probe_video(args.driving[0]).fps)
-        / max(probe_video(v).fps, 1e-6)
-        for v in args.driving
-    )
-    frames = frame_count_4k1(max(1, int(available)), s.max_frames)
-    bytes_ = {"bf16": 2, "fp16": 2, "fp32": 4}[args.dtype or ("bf16" if device.type != "cpu" else "fp32")]
-    est = estimate_for_transformer(
-        transformer,
-        width=width,
-        height=height,
-        num_frames=frames,
-        window_frames=s.window_frames,
-        batch_branches=s.batch_branches,
-        text=bool(s.prompt.strip()) or s.text_guidance != 1.0,
-        dtype_bytes=bytes_,
-    )
-    mode, tiling, reason = pick_mode(s.memory_mode or "auto", device, est)
+    est = plan.estimate
     table = {
-        "model": source,
-        "dit_parameters": sum(p.numel() for p in transformer.parameters()),
-        "width": width,
-        "height": height,
-        "frames": frames,
-        "dtype_bytes": bytes_,
+        "model": plan.source,
+        "dit_parameters": plan.dit_parameters,
+        "width": plan.width,
+        "height": plan.height,
+        "frames": plan.frames,
+        "dtype_bytes": plan.dtype_bytes,
         "estimate_bytes": est.table(),
-        "device": str(device),
-        "picked": reason,
+        "device": str(plan.device),
+        "picked": None if plan.refusal else plan.mode_reason,
+        "refused": plan.refusal,
     }
     if args.json:
         print(json.dumps(table, indent=2))
-        return 0
-    print(f"model: {source}; DiT {table['dit_parameters'] / 1e9:.2f} B parameters")
-    print(f"run: {width}x{height}, {frames} frames, window {s.window_frames or 'whole clip'}")
-    print(
-        f"weights: DiT {est.dit_params / GIB:.1f} GiB, CLIP+VAE+encoder {est.other_params / GIB:.1f} GiB, "
-        f"umT5 {est.text_params / GIB:.1f} GiB"
-    )
-    print(
-        f"activations: DiT {est.dit_activations / GIB:.2f} GiB per call, VAE {est.vae_activations / GIB:.2f} GiB "
-        f"({est.vae_activations_tiled / GIB:.2f} GiB tiled)"
-    )
-    for m in ("gpu", "model-offload", "sequential"):
+    else:
+        print(f"model: {plan.source}; DiT {plan.dit_parameters / 1e9:.2f} B parameters")
         print(
-            f"  {m:<14} peak {est.peak(m) / GIB:7.1f} GiB   with VAE tiling {est.peak(m, True) / GIB:7.1f} GiB"
+            f"run: {plan.width}x{plan.height}, {plan.frames} frames, window {s.window_frames or 'whole clip'}"
         )
-    print(f"would use: {reason}")
+        print(
+            f"weights: DiT {est.dit_params / GIB:.1f} GiB, CLIP+VAE+encoder {est.other_params / GIB:.1f} GiB, "
+            f"umT5 {est.text_params / GIB:.1f} GiB"
+        )
+        print(
+            f"activations: DiT {est.dit_activations / GIB:.2f} GiB per call, VAE {est.vae_activations / GIB:.2f} "
+            f"GiB ({est.vae_activations_tiled / GIB:.2f} GiB tiled)"
+        )
+        for m in ("gpu", "model-offload", "sequential"):
+            print(
+                f"  {m:<14} peak {est.peak(m) / GIB:7.1f} GiB   with VAE tiling {est.peak(m, True) / GIB:7.1f} GiB"
+            )
+        if not plan.refusal:
+            print(f"would use: {plan.mode_reason}")
+    if plan.refusal:
+        raise ResourceError(plan.refusal)
     return 0

@@ -83,6 +83,9 @@ def _extractor_args(p: argparse.ArgumentParser) -> None:
 
 def _manifest(args):
     from ..bench.manifest import example_manifest, load_manifest
+    from ..io import check_output_folder
+
+    check_output_folder(args.out, "run folder")
 
     if args.manifest == "example":
         return example_manifest(args.assets)

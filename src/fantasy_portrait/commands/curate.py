@@ -86,7 +86,9 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import CurationConfig, curate
+    from ..io import check_output_folder
 
+    check_output_folder(args.out, "curation output folder")
     values = {
         f.name: getattr(args, f.name) for f in dataclasses.fields(CurationConfig) if hasattr(args, f.name)
     }

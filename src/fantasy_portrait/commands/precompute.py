@@ -34,7 +34,8 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import torch
 
-    from ..errors import CheckpointError
+    from ..errors import CheckpointError, InputError
+    from ..io import check_output_folder, new_output_folder
     from ..pipeline import layout
     from ..pipeline.encoders import load_clip_image_encoder, load_empty_prompt, load_text_encoder, load_vae
     from ..training.precompute import (
@@ -42,38 +43,10 @@ def run(args) -> int:
         pdfgc_motion_features,
         pipeline_encoders,
         precompute_dataset,
+        read_manifest,
     )
 
-    root = layout.resolve_weights_dir(args.weights)
-    # Only the frozen encoders are needed here (no DiT, no FantasyPortrait checkpoint).
-    folders = [root] + [root / name for name in layout.WAN_SUBFOLDERS]
-    wan_dir = next((f for f in folders if (f / layout.VAE_FILE).is_file()), None)
-    if wan_dir is None or not (wan_dir / layout.CLIP_FILE).is_file():
-        raise CheckpointError(f"{root}: needs {layout.VAE_FILE} and {layout.CLIP_FILE} (Wan2.1 I2V release)")
-    dtype = torch.float32 if args.device == "cpu" else torch.bfloat16
-    vae = load_vae(wan_dir / layout.VAE_FILE, dtype=dtype, device=args.device)
-    clip = load_clip_image_encoder(wan_dir / layout.CLIP_FILE, dtype=dtype, device=args.device)
-    text, empty = None, None
-    if args.text_encoder:
-        text = load_text_encoder(
-            wan_dir / layout.T5_FILE, wan_dir / layout.T5_TOKENIZER, dtype=dtype, device=args.device
-        )
-    elif (wan_dir / layout.EMPTY_PROMPT_FILE).is_file():
-        empty = load_empty_prompt(wan_dir / layout.EMPTY_PROMPT_FILE)
-    else:
-        raise CheckpointError(
-            f"{wan_dir}: no {layout.EMPTY_PROMPT_FILE}; pass --text-encoder to encode prompts with umT5"
-        )
-    motion = None
-    for folder in (root, wan_dir):
-        if (folder / layout.MOTION_FILE).is_file():
-            from ..motion.encoder import MotionEncoder
-
-            motion = pdfgc_motion_features(
-                MotionEncoder.from_pretrained(folder / layout.MOTION_FILE, device=args.device)
-            )
-            break
-    encoders = pipeline_encoders(vae, clip, text, empty, device=args.device, motion_features=motion)
+    # Everything that can be checked without the encoders is checked before they load.
     options = PrecomputeOptions(
         height=args.height,
         width=args.width,
@@ -82,7 +55,36 @@ def run(args) -> int:
         dtype=args.dtype,
         shard_size=args.shard_size,
     )
-    report = precompute_dataset(args.manifest, args.output, encoders, options)
+    if args.fps is not None and not args.fps > 0:
+        raise InputError(f"--fps must be > 0, got {args.fps}")
+    options.validate()
+    read_manifest(args.manifest)
+    check_output_folder(args.output, "precomputed set")
+
+    # Only the frozen encoders are needed here (no DiT, no FantasyPortrait checkpoint).
+    files = layout.find_weight_files(
+        args.weights, require=("vae", "clip"), need_text_encoder=args.text_encoder
+    )
+    dtype = torch.float32 if args.device == "cpu" else torch.bfloat16
+    vae = load_vae(files.vae, dtype=dtype, device=args.device)
+    clip = load_clip_image_encoder(files.clip, dtype=dtype, device=args.device)
+    text, empty = None, None
+    if args.text_encoder:
+        text = load_text_encoder(files.t5, files.t5_tokenizer, dtype=dtype, device=args.device)
+    elif files.empty_prompt is not None:
+        empty = load_empty_prompt(files.empty_prompt)
+    else:
+        raise CheckpointError(
+            f"{files.wan_dir}: no {layout.EMPTY_PROMPT_FILE}; pass --text-encoder to encode prompts with umT5"
+        )
+    motion = None
+    if files.motion is not None:
+        from ..motion.encoder import MotionEncoder
+
+        motion = pdfgc_motion_features(MotionEncoder.from_pretrained(files.motion, device=args.device))
+    encoders = pipeline_encoders(vae, clip, text, empty, device=args.device, motion_features=motion)
+    with new_output_folder(args.output, "precomputed set"):
+        report = precompute_dataset(args.manifest, args.output, encoders, options)
     print(report.summary())
     for item in report.skipped:
         print(f"skipped {item['id']}: {item['reason']}")

@@ -74,7 +74,9 @@ class LaionAestheticScorer:
 
             state = load_file(path)
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            from ..io.weights import load_torch_file
+
+            state = load_torch_file(path, what="aesthetic predictor weights", mmap=False)
         state = {k.removeprefix("model."): v for k, v in state.items()}
         indices = sorted(
             {int(k.split(".")[1]) for k in state if k.startswith("layers.") and k.endswith(".weight")}

@@ -54,11 +54,17 @@ def _manifest_entries(manifest: Path) -> list[str]:
     suffix = manifest.suffix.lower()
     try:
         if suffix == ".csv":
-            with manifest.open(newline="") as handle:
+            with manifest.open(newline="", encoding="utf-8") as handle:
                 rows = list(csv.DictReader(handle))
             columns = list(rows[0].keys()) if rows else []
         elif suffix in (".jsonl", ".ndjson"):
-            rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+            rows = []
+            for n, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1):
+                if line.strip():
+                    row = json.loads(line)
+                    if not isinstance(row, dict):
+                        raise ValueError(f"line {n} is not a JSON object {{...}}")
+                    rows.append(row)
             columns = list(rows[0].keys()) if rows else []
         elif suffix == ".parquet":
             import pyarrow.parquet as pq

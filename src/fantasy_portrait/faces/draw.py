@@ -24,9 +24,13 @@ def _label(img: np.ndarray, text: str, org: tuple[int, int], col, scale: float) 
     cv2.putText(img, text, (x + 2, y - 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
 
 
-def draw_portrait(image_rgb: np.ndarray, faces, regions=None, mapping=None, labels=None) -> np.ndarray:
+def draw_portrait(
+    image_rgb: np.ndarray, faces, regions=None, mapping=None, labels=None, driver_names=None
+) -> np.ndarray:
     """Portrait with face i's box (solid) and region (thin), "face i <- driver j" captions, and the
-    token label map (``labels`` (h, w) ints) tinted over the image if given."""
+    token label map (``labels`` (h, w) ints, 0 background, p+1 portrait face p) tinted over the image
+    if given. Everything of portrait face p is drawn in colour p (its driver too, in ``draw_tracks``).
+    driver_names: the number shown for driver d (default d)."""
     img = np.ascontiguousarray(image_rgb.copy())
     h, w = img.shape[:2]
     scale = max(0.4, min(h, w) / 700)
@@ -40,7 +44,7 @@ def draw_portrait(image_rgb: np.ndarray, faces, regions=None, mapping=None, labe
     drivers = {}
     if mapping is not None:
         for d, p in enumerate(mapping):
-            drivers[p] = d
+            drivers[p] = d if driver_names is None else driver_names[d]
     for f in faces:
         col = color(f.index)
         x1, y1, x2, y2 = (int(round(v)) for v in f.box)

@@ -173,9 +173,3 @@ def plan_faces(
     )
     return plan
 
-
-def extract_plan_motion(plan: FacePlan, encoder, chunk: int = 32) -> list:  # TEMPORARY shim
-    """Moved to :func:`fantasy_portrait.motion.extract_plan_motion`; removed once callers switch."""
-    from ..motion.plan import extract_plan_motion as extract
-
-    return extract(plan, encoder, chunk)

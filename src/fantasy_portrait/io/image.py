@@ -69,10 +69,12 @@ def probe_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> ImageI
     path = Path(path)
     with _open_checked(path, max_pixels) as im:
         w, h = im.size
-        if getattr(im, "getexif", None) is not None:
+        try:
             orientation = im.getexif().get(0x0112, 1)
-            if orientation in (5, 6, 7, 8):
-                w, h = h, w
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise InputError(f"{path}: cannot read image ({exc.__class__.__name__}: {exc})") from exc
+        if orientation in (5, 6, 7, 8):
+            w, h = h, w
         return ImageInfo(path, w, h, im.mode)
 
 

@@ -73,15 +73,9 @@ def _iter_safetensors(files: list[Path]) -> Iterator[tuple[str, torch.Tensor]]:
 
 
 def _torch_load(path: Path) -> dict:
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except FileNotFoundError as exc:
-        raise CheckpointError(f"{path}: file not found") from exc
-    except Exception as exc:
-        try:
-            return torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception:
-            raise CheckpointError(f"{path}: not a readable weights file ({exc})") from exc
+    from ..io.weights import load_torch_file
+
+    return load_torch_file(path)
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -2,9 +2,10 @@
 
 Forms accepted: one video with N faces; N videos with one face each; any N >= 1; an explicit
 mapping ``--map D:P,...`` (driving face D drives portrait face P; faces numbered from 0, left to
-right). Without a mapping the portrait and driving face counts must agree, otherwise a FaceError
-lists what was found. With a mapping, portrait faces left without a driver keep their own
-expression: they are driven by the PD-FGC features of their own portrait crop, held still.
+right; ``D:-`` leaves driving face D unused). Without a mapping the portrait and driving face counts
+must agree, otherwise a FaceError lists what was found. With a mapping, portrait faces left without
+a driver keep their own expression: they are driven by the PD-FGC features of their own portrait
+crop, held still.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from ..errors import FaceError
 
 logger = logging.getLogger(__name__)
 
@@ -32,15 +31,6 @@ class FaceMotion:
     driver: str
 
 
-def _describe(plan) -> str:
-    counts: dict[Path, int] = {}
-    for d in plan.driving:
-        counts[d.source] = counts.get(d.source, 0) + 1
-    drivers = "; ".join(f"{p.name}: {n} face{'s' if n != 1 else ''}" for p, n in counts.items())
-    boxes = ", ".join(f"[{', '.join(str(int(v)) for v in f.box)}]" for f in plan.portrait_faces)
-    return f"portrait faces (left to right) {boxes}; driving faces: {drivers}"
-
-
 def plan_driving(
     image: np.ndarray,
     videos: list[Path],
@@ -53,38 +43,28 @@ def plan_driving(
     image_name: str,
     progress: bool,
 ):
-    """The faces package's FacePlan, checked: without ``mapping`` the face counts must agree."""
+    """The faces package's FacePlan (it does every check: counts, mapping; the same for ``inspect``)."""
     from ..faces.plan import plan_faces
-    from ..faces.portrait import parse_mapping
 
-    pairs = parse_mapping(mapping) if mapping else None
-    plan = plan_faces(
+    return plan_faces(
         image,
         [str(v) for v in videos],
         fps=fps,
         max_frames=max_frames,
         face_boxes=face_boxes,
-        mapping=pairs,
+        mapping=mapping or None,
         backend=backend,
         image_name=image_name,
         progress=progress,
     )
-    if pairs is None and len(plan.driving) != len(plan.portrait_faces):
-        raise FaceError(
-            f"the portrait has {len(plan.portrait_faces)} face(s) but the driving input has "
-            f"{len(plan.driving)} ({_describe(plan)}): give one driving face per portrait face, pair them "
-            "with --map DRIVING:PORTRAIT,... (unpaired portrait faces keep still), or fix the portrait "
-            "faces with --face-boxes"
-        )
-    return plan
 
 
-def face_motions(plan, image: np.ndarray, motion_encoder) -> list[FaceMotion]:
+def face_motions(plan, image: np.ndarray, motion_encoder, progress: bool = False) -> list[FaceMotion]:
     """Motion of every portrait face, left to right (see the module docstring for undriven faces)."""
     from ..faces.align import align_faces
-    from ..faces.plan import extract_plan_motion
+    from ..motion import extract_plan_motion
 
-    feats = extract_plan_motion(plan, motion_encoder)
+    feats = extract_plan_motion(plan, motion_encoder, progress=progress)
     n = plan.num_frames
     out = []
     for p, face in enumerate(plan.portrait_faces):

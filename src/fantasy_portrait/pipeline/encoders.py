@@ -33,18 +33,17 @@ TEXT_LEN = 512
 
 def load_torch_file(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from a .pth/.ckpt (weights_only, memory-mapped when possible) or .safetensors."""
-    path = Path(path)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    from ..io.weights import load_torch_file as load_pickle
 
-            return load_file(str(path))
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
         try:
-            sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # old (non-zip) serialisation cannot be memory-mapped
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot read weights ({exc.__class__.__name__}: {exc})") from exc
+            return load_file(str(path))
+        except Exception as exc:
+            raise CheckpointError(f"{path}: cannot read weights ({exc.__class__.__name__}: {exc})") from exc
+    sd = load_pickle(path)
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):
@@ -225,8 +224,46 @@ def vae_diffusers_to_original(sd: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return out
 
 
+class OneDnnConv3d(torch.overrides.TorchFunctionMode):
+    """CPU float32 3-D convolutions through oneDNN (``torch.mkldnn_convolution``) whatever their size.
+
+    For a batch of one, torch runs a 3-D convolution with at most 20480 values in its first four
+    dimensions (N*C*T*H) on its reference kernel (``slow_conv3d``) instead of oneDNN. The Wan VAE's
+    causal convolutions see a few frames at a time, so a narrow VAE or small frames (the tiny test
+    weights at 128x96, where this made decoding run at a few frames per second) land there; it is 3 to
+    12 times slower than oneDNN on the same shapes. Results agree to float rounding (~1e-6). Used as
+    a context around the VAE's own calls, never across a ``yield``.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.nn.functional.conv3d and len(args) == 7 and not kwargs:
+            x, weight, bias, stride, padding, dilation, groups = args
+            if (
+                x.device.type == "cpu"
+                and x.dtype == torch.float32
+                and weight.dtype == torch.float32
+                and not isinstance(padding, str)
+                and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+            ):
+                return torch.mkldnn_convolution(
+                    x.contiguous(), weight, bias, padding, stride, dilation, groups
+                )
+        return func(*args, **kwargs)
+
+
+def conv3d_context(module: torch.nn.Module):
+    """:class:`OneDnnConv3d` for a float32 module on the CPU (where it helps), else a no-op context."""
+    import contextlib
+
+    param = next(module.parameters(), None)
+    on_cpu = param is not None and param.device.type == "cpu" and param.dtype == torch.float32
+    return OneDnnConv3d() if on_cpu and torch.backends.mkldnn.is_available() else contextlib.nullcontext()
+
+
 class WanVAE(torch.nn.Module):
-    """``AutoencoderKLWan`` with Wan's latent normalisation. Pixels (B, 3, F, H, W) in [-1, 1]."""
+    """``AutoencoderKLWan`` with Wan's latent normalisation. Pixels (B, 3, F, H, W) in [-1, 1].
+    On the CPU its 3-D convolutions run through oneDNN at every size (:class:`OneDnnConv3d`)."""
 
     def __init__(self, model):
         super().__init__()
@@ -254,7 +291,8 @@ class WanVAE(torch.nn.Module):
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """(B, 3, F, H, W) in [-1, 1] -> normalised latent mean (B, 16, (F-1)/4+1, H/8, W/8) float32."""
         dtype = next(self.model.parameters()).dtype
-        mu = self.model.encode(video.to(dtype)).latent_dist.mode().float()
+        with conv3d_context(self.model):
+            mu = self.model.encode(video.to(dtype)).latent_dist.mode().float()
         return (mu - self.latents_mean) / self.latents_std
 
     @torch.no_grad()
@@ -269,7 +307,8 @@ class WanVAE(torch.nn.Module):
         outs = []
         for chunk in chunks:
             m._enc_conv_idx = [0]
-            outs.append(m.encoder(chunk.to(dtype), feat_cache=m._enc_feat_map, feat_idx=m._enc_conv_idx))
+            with conv3d_context(m):
+                outs.append(m.encoder(chunk.to(dtype), feat_cache=m._enc_feat_map, feat_idx=m._enc_conv_idx))
         m.clear_cache()
         mu = m.quant_conv(torch.cat(outs, dim=2))[:, : self.z_dim].float()
         return (mu - self.latents_mean) / self.latents_std
@@ -288,8 +327,9 @@ class WanVAE(torch.nn.Module):
         try:
             for i in range(z.shape[2]):
                 m._conv_idx = [0]
-                x = m.post_quant_conv(z[:, :, i : i + 1].to(dtype))
-                out = m.decoder(x, feat_cache=m._feat_map, feat_idx=m._conv_idx, first_chunk=i == 0)
+                with conv3d_context(m):  # entered per frame: the mode must not stay active across yield
+                    x = m.post_quant_conv(z[:, :, i : i + 1].to(dtype))
+                    out = m.decoder(x, feat_cache=m._feat_map, feat_idx=m._conv_idx, first_chunk=i == 0)
                 yield out.float().clamp(-1, 1)
         finally:
             m.clear_cache()
@@ -299,7 +339,8 @@ class WanVAE(torch.nn.Module):
         """Normalised latents (B, 16, T, h, w) -> pixels (B, 3, 4(T-1)+1, 8h, 8w) float32 in [-1, 1]."""
         dtype = next(self.model.parameters()).dtype
         z = latents.float() * self.latents_std + self.latents_mean
-        return self.model.decode(z.to(dtype)).sample.float().clamp(-1, 1)
+        with conv3d_context(self.model):
+            return self.model.decode(z.to(dtype)).sample.float().clamp(-1, 1)
 
 
 def load_vae(path: Path, *, dtype=torch.float32, device="cpu") -> WanVAE:

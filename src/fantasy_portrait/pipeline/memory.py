@@ -15,6 +15,8 @@ automatically when the estimate says the untiled VAE does not fit.
 from __future__ import annotations
 
 import logging
+import math
+import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
@@ -86,6 +88,9 @@ def estimate_memory(
     encoder_params: int = 0,
     vae_base_dim: int = 96,
     num_blocks: int = 40,
+    clip_params: int = CLIP_VISUAL_PARAMS,
+    vae_params: int = VAE_PARAMS,
+    umt5_params: int = UMT5_PARAMS,
 ) -> MemoryEstimate:
     """Estimate memory for a run at ``height`` x ``width`` with ``latent_frames`` per transformer call.
 
@@ -100,11 +105,11 @@ def estimate_memory(
     dit_act = branches * tokens * (6 * dit_dim + dit_ffn) * dtype_bytes
     vae_act = 6 * 4 * vae_base_dim * height * width * dtype_bytes
     vae_tiled = 6 * 4 * vae_base_dim * min(height, 320) * min(width, 320) * dtype_bytes
-    other = (CLIP_VISUAL_PARAMS + VAE_PARAMS + encoder_params) * dtype_bytes
+    other = (clip_params + vae_params + encoder_params) * dtype_bytes
     return MemoryEstimate(
         dit_params=dit_params * dtype_bytes,
         other_params=other,
-        text_params=UMT5_PARAMS * dtype_bytes if text else 0,
+        text_params=umt5_params * dtype_bytes if text else 0,
         dit_activations=dit_act,
         vae_activations=vae_act,
         vae_activations_tiled=vae_tiled,
@@ -124,8 +129,12 @@ def estimate_for_transformer(
     text: bool = False,
     dtype_bytes: int = 2,
     encoder_params: int = 0,
+    vae_base_dim: int = 96,
+    **sizes,
 ) -> MemoryEstimate:
-    """:func:`estimate_memory` for a built transformer (real or on the meta device)."""
+    """:func:`estimate_memory` for a built transformer (real or on the meta device); vae_base_dim: the
+    VAE's width (96 released); sizes: clip_params, vae_params, umt5_params when they are known (the
+    released sizes otherwise)."""
     cfg = transformer.config
     geo = LatentGeometry.from_transformer(transformer)
     latent = geo.latent_frames(num_frames)
@@ -143,7 +152,9 @@ def estimate_for_transformer(
         dtype_bytes=dtype_bytes,
         text=text,
         encoder_params=encoder_params,
+        vae_base_dim=vae_base_dim,
         num_blocks=cfg.num_layers,
+        **sizes,
     )
 
 
@@ -180,6 +191,67 @@ def pick_mode(requested: str, device: torch.device, estimate: MemoryEstimate | N
         True,
         f"group-offload + VAE tiling (even that may not fit in {free / GIB:.1f} GiB free)",
     )
+
+
+def file_parameters(path: str | os.PathLike | None) -> int | None:
+    """Number of values stored in a weight file, from its header (safetensors) or a memory-mapped,
+    weights-only read (torch pickles): no tensor data is read. None when it cannot be told."""
+    if path is None:
+        return None
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), "pt") as f:
+                return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+        from ..io.weights import load_torch_file
+
+        state = load_torch_file(path)
+    except Exception:  # the loader reports unreadable files; an estimate just falls back
+        return None
+    tensors = state.values() if isinstance(state, dict) else []
+    return sum(t.numel() for t in tensors if isinstance(t, torch.Tensor)) or None
+
+
+def machine_memory(device: torch.device) -> tuple[int | None, str]:
+    """(total bytes, what they are) of where a run's peak lives: the accelerator's memory, or the
+    machine's RAM when running on the CPU. None when unknown."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        try:
+            import psutil
+
+            return int(psutil.virtual_memory().total), "RAM"
+        except ImportError:
+            pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+            return (int(pages * size) if pages > 0 and size > 0 else None), "RAM"
+    if device.type == "cuda" and torch.cuda.is_available():
+        return int(torch.cuda.get_device_properties(device).total_memory), f"memory of {device}"
+    return None, f"memory of {device}"
+
+
+def check_fits(estimate: MemoryEstimate, device: torch.device, what: str = "the run") -> None:
+    """Refuse (ResourceError, with the numbers) a run whose smallest possible peak is above the total
+    memory of where it runs: the CPU's RAM, or the accelerator's memory in the most frugal mode
+    (group offload + VAE tiling). A run that fits only in a frugal mode is left to :func:`pick_mode`."""
+    from ..errors import ResourceError
+
+    total, where = machine_memory(device)
+    if total is None:
+        return
+    device = torch.device(device)
+    if device.type == "cpu":
+        need, how = estimate.peak("cpu"), ""
+    else:
+        need, how = estimate.peak("group-offload", True), " even with group offload and VAE tiling"
+    if need > total:
+        raise ResourceError(
+            f"{what} needs about {need / GIB:,.1f} GiB{how}, more than the {total / GIB:,.1f} GiB of {where}: "
+            "lower --max-size, --max-frames or --window-frames"
+        )
 
 
 _GROUP_HOOKS = ("group_offloading", "layer_execution_tracker", "lazy_prefetch_group_offloading")

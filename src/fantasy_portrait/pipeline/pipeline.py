@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import CheckpointError, FantasyPortraitError, InputError
+from ..errors import CheckpointError, FantasyPortraitError
 from ..motion.controls import motion_step_mask, portrait_features
 from . import acceleration, conditioning, layout
 from .conditioning import first_frame_mask, target_size  # noqa: F401  (re-exported: the public names)
 from .drivers import face_motions, plan_driving
-from .memory import Placement, estimate_for_transformer, pick_mode
+from .memory import Placement, check_fits, estimate_for_transformer, pick_mode
 from .sampler import Conditions, GuidedDenoiser, motion_cache_bytes, motion_timestep_range, sample
 from .schedule import sampling_sigmas
 from .settings import DEFAULT_FPS, MAX_IMAGE_PIXELS, AnimationSettings  # noqa: F401
@@ -256,7 +256,39 @@ class FantasyPortraitPipeline:
             text=text,
             dtype_bytes=torch.finfo(self.dtype).bits // 8,
             encoder_params=sum(p.numel() for p in self.expression_encoder.parameters()),
+            vae_base_dim=_vae_base_dim(self.vae),
+            **self._model_sizes(text),
         )
+
+    def _model_sizes(self, text: bool) -> dict:
+        """Parameter counts of the loaded CLIP and VAE (and umT5 when a prompt needs it: loaded, or
+        counted from its file), for the memory estimate; released sizes for what is unknown."""
+        from .memory import UMT5_PARAMS, file_parameters
+
+        sizes = {
+            "clip_params": sum(p.numel() for p in self.clip.parameters()),
+            "vae_params": sum(p.numel() for p in self.vae.parameters()),
+        }
+        if text:
+            if self._text_encoder is not None:
+                sizes["umt5_params"] = sum(p.numel() for p in self._text_encoder.parameters())
+            else:
+                sizes["umt5_params"] = file_parameters(self.files.t5) or UMT5_PARAMS
+        return sizes
+
+    def check_memory(self, image_hw: tuple[int, int], num_frames: int, s: AnimationSettings) -> None:
+        """Refuse (ResourceError with the numbers) a run that cannot fit where it runs: the same
+        estimate as the run's, made from the portrait's size and the driving frames before any work."""
+        width, height = conditioning.target_size(image_hw[1], image_hw[0], s.max_size, self.geometry)
+        estimate = self.estimate(
+            width,
+            height,
+            num_frames,
+            window_frames=s.window_frames,
+            batch_branches=s.batch_branches,
+            text=bool(s.prompt.strip()) or s.text_guidance != 1.0,
+        )
+        check_fits(estimate, self.device, f"a {width}x{height} video of {num_frames} frames")
 
     @torch.no_grad()
     def __call__(
@@ -285,7 +317,7 @@ class FantasyPortraitPipeline:
         :class:`Cancelled`, and writes nothing.
         """
         from ..faces import get_backend
-        from ..io import probe_video, write_video
+        from ..io import frame_count_4k1, probe_video, write_video
         from .inputs import prepare_inputs
 
         s = resolve_settings(settings, overrides)
@@ -305,6 +337,9 @@ class FantasyPortraitPipeline:
             if output is not None:
                 output = Path(output)
                 _check_writable(output)
+            # Refuse what cannot fit before any face or model work (frames: what every driver gives).
+            available = min(info.frames_at(fps) for info in infos)
+            self.check_memory(portrait.shape[:2], frame_count_4k1(available, s.max_frames), s)
 
         # 2. faces and motion ---------------------------------------------------------------------------
         with timer.stage("faces"):
@@ -324,7 +359,7 @@ class FantasyPortraitPipeline:
             controls = s.motion_controls()
             controls.check(n, num_frames)  # face numbers and the reference frame, before any model work
         with timer.stage("motion"):
-            faces = face_motions(plan, portrait, self.motion_encoder)
+            faces = face_motions(plan, portrait, self.motion_encoder, progress=s.progress)
             # the portrait faces' own features, for strengths below 1 and relative motion
             need = [i for i in range(n) if controls.for_face(i).needs_portrait]
             own = (
@@ -509,22 +544,24 @@ def _portrait_token_dim(path: Path) -> int | None:
                     if "proj_model.norm.weight" in f.keys()
                     else None
                 )
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        from ..io.weights import load_torch_file
+
+        state = load_torch_file(path, what="FantasyPortrait weights")
         return int(state["proj_model"]["norm.weight"].shape[0])
     except Exception:  # the loader reports unreadable files with a proper message
         return None
 
 
+def _vae_base_dim(vae) -> int:
+    """Width of the VAE (96 released; the tiny test VAE is narrower), for the memory estimate."""
+    config = getattr(getattr(vae, "model", None), "config", None)
+    return int(getattr(config, "base_dim", None) or 96)
+
+
 def _check_writable(output: Path) -> None:
-    if output.suffix.lower() != ".mp4":
-        raise InputError(f"{output}: output must be an .mp4 file")
-    folder = output.parent if str(output.parent) else Path(".")
-    if output.is_dir():
-        raise InputError(f"{output}: is a folder, not a file name")
-    if not folder.is_dir():
-        raise InputError(f"{output}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
-        raise InputError(f"{output}: not writable")
+    from ..io import check_output_file
+
+    check_output_file(output, ".mp4")
 
 
 def _frames_from_latents(chunks, num_frames: int) -> Iterator[np.ndarray]:

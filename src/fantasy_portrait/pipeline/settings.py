@@ -113,7 +113,8 @@ class AnimationSettings:
     # --- input ------------------------------------------------------------------------------------
     mapping: str | None = option(
         None,
-        "driving face -> portrait face pairs, e.g. 0:1,1:0 (default: in order)",
+        "driving face -> portrait face pairs, e.g. 0:1,1:0; D:- leaves driving face D unused (default: in "
+        "order; the face counts must then agree)",
         flag="--map",
         group="faces",
         type=str,

@@ -211,7 +211,7 @@ class PrecomputedDataset(torch.utils.data.Dataset):
             index = json.loads(index_path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(f"{index_path}: cannot read the training index ({exc})") from exc
-        if index.get("format") != FORMAT_NAME:
+        if not isinstance(index, dict) or index.get("format") != FORMAT_NAME:
             raise InputError(f"{index_path}: not a fantasy-portrait training index")
         self.index = index
         self.shard_paths = [self.root / name for name in index["shards"]]

@@ -372,7 +372,9 @@ class Trainer:
         if ema is not None and (path / EMA_FILE).is_file():
             ema.shadow = {n: t.float() for n, t in load_file(str(path / EMA_FILE)).items()}
         if not state.get("sharded_state") and (path / OPTIMIZER_FILE).is_file():
-            saved = torch.load(path / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
+            from ..io.weights import load_torch_file
+
+            saved = load_torch_file(path / OPTIMIZER_FILE, what="optimizer state", mmap=False)
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
             torch.set_rng_state(saved["torch_rng"])
@@ -387,10 +389,6 @@ class Trainer:
         cfg = self.config
         acc = self._accelerator()
         out = Path(cfg.train.output_dir)
-        if acc.is_main_process:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, default=str))
-
         dataset = PrecomputedDataset(cfg.data.root, cfg.data.text_len)
         world, rank = acc.num_processes, acc.process_index
         global_batch = cfg.data.micro_batch * world * cfg.optim.grad_accum
@@ -399,6 +397,10 @@ class Trainer:
         transformer, encoder = self._models
         if transformer is None or encoder is None:
             transformer, encoder = build_models(cfg.model)
+        # The run folder appears only once the set and the models have loaded (bad inputs leave none).
+        if acc.is_main_process:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, default=str))
         model = MotionTrainingModel(transformer, encoder, masked_motion=cfg.model.masked_motion)
         params = mark_trainable(model, cfg.model)
         if cfg.train.gradient_checkpointing:
