@@ -409,6 +409,41 @@ def token_distribution(num_cases: int = 40, seed0: int = 1000) -> dict:
     return out
 
 
+def part_entanglement(num_cases: int = 40, seed0: int = 1000) -> str:
+    """Held-out R^2 of a ridge read-out from each part's features to each readable parameter, on the
+    drivers of ``num_cases`` cases (70% fit, 30% held out): how separable the shipped synthetic motion
+    encoder's parts are (PD-FGC's are trained to be)."""
+    from fantasy_portrait.motion.controls import PART_SLICES, PARTS
+    from fantasy_portrait.synthetic.cases import driver_motion_features, make_case
+    from fantasy_portrait.synthetic.judge import TARGET_ORDER
+    from fantasy_portrait.synthetic.motion_encoder import targets_of
+    from fantasy_portrait.synthetic.tiny_model import SyntheticMotionEncoder
+
+    enc = SyntheticMotionEncoder()
+    xs, ys = [], []
+    for seed in range(seed0, seed0 + num_cases):
+        case = make_case(seed)
+        for i, d in enumerate(case.drivers):
+            xs.append(driver_motion_features(enc, d).numpy())
+            ys.append(targets_of(case.motion[:, i]))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    fit = np.arange(len(x)) < int(len(x) * 0.7)
+    names = [n for group in READABLE.values() for n in group]
+    cols = [TARGET_ORDER.index(n) for n in names]
+    lines = ["| part features | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for part in PARTS:
+        a = np.c_[x[:, PART_SLICES[part]], np.ones(len(x))]
+        w = np.linalg.solve(a[fit].T @ a[fit] + np.eye(a.shape[1]), a[fit].T @ y[fit][:, cols])
+        pred, true = a[~fit] @ w, y[~fit][:, cols]
+        r2 = 1 - ((pred - true) ** 2).sum(0) / ((true - true.mean(0)) ** 2).sum(0)
+        lines.append(
+            f"| {part} ({PART_SLICES[part].stop - PART_SLICES[part].start}) | "
+            + " | ".join(f"{v:.2f}" for v in r2)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 def token_report(table: dict) -> str:
     lines = [
         "| control / where | " + " | ".join(f"{p} RMS ratio | {p} NN ratio" for p in TOKEN_PARTS) + " |",
@@ -473,6 +508,9 @@ def main() -> None:
     p.add_argument(
         "--tokens", action="store_true", help="only the token-distribution table (no pipeline runs)"
     )
+    p.add_argument(
+        "--entanglement", action="store_true", help="only the part-separability table of the encoder"
+    )
     args = p.parse_args()
     if args.report:
         print(report(json.loads(Path(args.report).read_text())))
@@ -480,6 +518,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.tokens:
         print(token_report(token_distribution()))
+        return
+    if args.entanglement:
+        print(part_entanglement())
         return
     from fantasy_portrait.motion.controls import MotionControls
     from fantasy_portrait.synthetic.demo import DEFAULT_GUIDANCE, DEFAULT_STEPS
