@@ -20,7 +20,7 @@ def example(engine):
     return engine.example(engine.example_names()[0])
 
 
-def test_preview_numbers_the_faces_and_a_new_mapping_redraws(engine, example):
+def test_preview_numbers_the_faces_and_a_new_mapping_redraws(engine, example, monkeypatch):
     from PIL import Image
 
     p = engine.preview(example.portrait, example.driving, fps=25)
@@ -35,15 +35,25 @@ def test_preview_numbers_the_faces_and_a_new_mapping_redraws(engine, example):
     assert engine.preview(example.portrait, example.driving, fps=25) is p  # same files: from the cache
     assert engine.preview(example.portrait, example.driving, fps=12.5).plan.num_frames == 9
 
+    import fantasy_portrait.faces.plan as faces_plan
+
+    def no_tracking(*args, **kwargs):
+        raise AssertionError("a new mapping must not detect or track again")
+
+    monkeypatch.setattr(faces_plan, "plan_faces", no_tracking)
+    monkeypatch.setattr(faces_plan, "track_faces", no_tracking)
     q = engine.remap(p, "0:1,1:0")
     assert q.plan.mapping == [1, 0] and q.mapping_text == "0:1,1:0"
-    assert q.drivers_mp4 == p.drivers_mp4  # nothing tracked again
     with Image.open(q.portrait_png) as im:
         assert not np.array_equal(np.asarray(im), drawn)  # captions and colours follow the mapping
     assert "-> portrait face 1" in q.summary.splitlines()[4]
     with pytest.raises(FantasyPortraitError, match="two driving faces"):
         engine.remap(p, "0:1,1:1")
     assert engine.remap(q, "").plan.mapping == [0, 1]
+    r = engine.remap(p, "0:1,1:-")  # driving face 1 unused: portrait face 0 keeps still
+    assert r.mapping_text == "0:1,1:-" and [d.index for d in r.plan.unused] == [1]
+    assert "driver 1: driver_2.mp4" in r.summary and "-> unused" in r.summary
+    assert "portrait face(s) 0 keep still" in r.summary
 
 
 def test_inputs_are_checked_before_any_work(engine, example):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FantasyPortraitError, InputError
+from ..errors import FaceError, FantasyPortraitError, InputError
 from .examples import EXAMPLES_ENV, SYNTHETIC, WEIGHTS, Example, folder_examples, synthetic_example
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class Preview:
     folder: Path
     mapping_text: str
     summary: str
+    max_frames: int | None = None  # as asked for (the frame count follows the drivers in use)
 
 
 @dataclass
@@ -59,9 +60,16 @@ class RunOutput:
     files: list[Path] = field(default_factory=list)
 
 
-def mapping_text(mapping) -> str:
-    """[portrait face of driving face 0, ...] -> '0:P0,1:P1,...' (the --map form)."""
-    return ",".join(f"{d}:{p}" for d, p in enumerate(mapping))
+def mapping_text(plan) -> str:
+    """The plan's pairs in the ``--map`` form: 'D:P,...' by driving face number, 'D:-' for unused."""
+    pairs = {d.index: str(p) for d, p in zip(plan.driving, plan.mapping)}
+    pairs.update({d.index: "-" for d in plan.unused})
+    return ",".join(f"{d}:{pairs[d]}" for d in sorted(pairs))
+
+
+def all_driving(plan) -> list:
+    """Every driving face of a plan, used or not, in driving order."""
+    return sorted([*plan.driving, *plan.unused], key=lambda d: d.index)
 
 
 def _noop(_fraction, _desc) -> None:
@@ -249,7 +257,9 @@ class AppEngine:
                 progress=False,
             )
         report(0.8, "drawing the preview")
-        preview = self._draw(plan, inputs.portrait, self._folder("preview"), keep=inputs)
+        preview = self._draw(
+            plan, inputs.portrait, self._folder("preview"), keep=inputs, max_frames=max_frames
+        )
         if key is not None:
             self._previews[key] = preview
             while len(self._previews) > PREVIEW_CACHE:
@@ -257,22 +267,29 @@ class AppEngine:
         return preview
 
     def remap(self, preview: Preview, mapping: str | None) -> Preview:
-        """The same preview with another mapping (no detection or tracking again)."""
+        """The same preview with another mapping (no detection or tracking again): the pairing,
+        frame count and regions decided as ``faces.plan.plan_faces`` decides them."""
+        from ..faces.plan import describe_faces
         from ..faces.portrait import parse_mapping, portrait_regions, resolve_mapping
+        from ..io import frame_count_4k1
 
         plan = preview.plan
+        faces, driving = plan.portrait_faces, all_driving(plan)
         pairs = parse_mapping(mapping) if mapping and mapping.strip() else None
-        order = resolve_mapping(len(plan.driving), len(plan.portrait_faces), pairs)
-        regions = portrait_regions(
-            plan.portrait_faces,
-            [d.track.boxes[: plan.num_frames] for d in plan.driving],
-            order,
-            plan.image_hw,
+        order = resolve_mapping(len(driving), len(faces), pairs, found=describe_faces(faces, driving))
+        used = [d for d, p in zip(driving, order) if p is not None]
+        if not used:
+            raise FaceError("the mapping leaves every driving face unused")
+        targets = [p for p in order if p is not None]
+        n = frame_count_4k1(min(d.track.num_frames for d in used), preview.max_frames)
+        regions = portrait_regions(faces, [d.track.boxes[:n] for d in used], targets, plan.image_hw)
+        unused = [d for d, p in zip(driving, order) if p is None]
+        plan = dataclasses.replace(
+            plan, driving=used, mapping=targets, regions=regions, num_frames=n, unused=unused
         )
-        plan = dataclasses.replace(plan, mapping=order, regions=regions)
-        return self._draw(plan, preview.image, self._folder("preview"), drivers=preview.drivers_mp4)
+        return self._draw(plan, preview.image, self._folder("preview"), max_frames=preview.max_frames)
 
-    def _draw(self, plan, image, folder: Path, drivers: Path | None = None, keep=None) -> Preview:
+    def _draw(self, plan, image, folder: Path, keep=None, max_frames: int | None = None) -> Preview:
         from ..commands.inspect import _write_preview
         from .media import driving_preview, scaled_plan
 
@@ -287,8 +304,7 @@ class AppEngine:
             _write_preview(tmp, big, scaled_plan(plan, s), None, videos=False)
             (tmp / "portrait.png").replace(folder / "portrait.png")
             shutil.rmtree(tmp)
-        if drivers is None:
-            drivers = driving_preview(plan, folder / "drivers.mp4")
+        drivers = driving_preview(plan, folder / "drivers.mp4")  # colours follow the mapping
         if keep is not None:
             keep.close()
         return Preview(
@@ -297,8 +313,9 @@ class AppEngine:
             folder / "portrait.png",
             drivers,
             folder,
-            mapping_text(plan.mapping),
+            mapping_text(plan),
             describe_plan(plan),
+            max_frames,
         )
 
     # --------------------------------------------------------------------------------------- run
@@ -448,10 +465,13 @@ def describe_plan(plan) -> str:
     for f in plan.portrait_faces:
         box = ", ".join(f"{v:.0f}" for v in f.box)
         lines.append(f"  face {f.index}: [{box}] ({f.source})")
-    lines.append(f"driving: {len(plan.driving)} face(s), {plan.num_frames} frames at {plan.fps:g} fps")
-    for i, d in enumerate(plan.driving):
+    n = len(plan.driving) + len(plan.unused)
+    lines.append(f"driving: {n} face(s), {plan.num_frames} frames at {plan.fps:g} fps")
+    target = {d.index: p for d, p in zip(plan.driving, plan.mapping)}
+    for d in all_driving(plan):
+        to = f"portrait face {target[d.index]}" if d.index in target else "unused"
         lines.append(
-            f"  driver {i}: {d.source.name}, found in {d.track.coverage:.0%} of frames -> portrait face {plan.mapping[i]}"
+            f"  driver {d.index}: {d.source.name}, found in {d.track.coverage:.0%} of frames -> {to}"
         )
     still = sorted(set(range(len(plan.portrait_faces))) - set(plan.mapping))
     if still:

@@ -86,22 +86,26 @@ def scaled_plan(plan, s: float):
 
 
 def driving_preview(plan, path: Path, height: int = PREVIEW_HEIGHT) -> Path:
-    """One video of every driving video with its tracked faces (boxes, ids, landmarks; filled frames
-    in yellow), side by side at ``height``, at the plan's rate and frame count."""
+    """One video of every driving video with its tracked faces (boxes, driving face numbers, landmarks;
+    a face in the colour of the portrait face it drives, unused ones grey, filled frames yellow), side
+    by side at ``height``, at the plan's rate and frame count (as ``inspect`` draws them)."""
     from ..faces.draw import draw_tracks
     from ..io import iter_video_frames, write_video
 
+    target = {d.index: p for d, p in zip(plan.driving, plan.mapping)}
     by_video: dict = {}
-    for i, d in enumerate(plan.driving):
-        by_video.setdefault(d.source, []).append(i)
+    for d in sorted([*plan.driving, *plan.unused], key=lambda d: d.index):
+        by_video.setdefault(d.source, []).append(d)
     columns = []
-    for video, idx in by_video.items():
+    for video, faces in by_video.items():
+        names = [d.index for d in faces]
+        colors = [target.get(d.index) for d in faces]
         frames = []
         for t, frame in enumerate(iter_video_frames(video, fps=plan.fps, max_frames=plan.num_frames)):
             s = height / frame.shape[0]
-            tracks = [scaled_track(plan.driving[i].track, s) for i in idx]
-            frames.append(draw_tracks(_fit_height(frame, height), tracks, t, names=idx))
-        label = f"{Path(video).name}: driver {', '.join(str(i) for i in idx)}"
+            tracks = [scaled_track(d.track, s) for d in faces]
+            frames.append(draw_tracks(_fit_height(frame, height), tracks, t, names=names, color_ids=colors))
+        label = f"{Path(video).name}: driver {', '.join(str(i) for i in names)}"
         columns.append((label, frames))
     return write_video(path, hstack_columns(columns, height), fps=plan.fps)
 
