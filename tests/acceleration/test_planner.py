@@ -85,3 +85,34 @@ def test_preset_table_meets_the_targets():
     for preset in ("quality", "fast"):
         assert "does NOT fit" not in rows[("720p", preset)]["24GB"]
         assert "does NOT fit" not in rows[("480p", preset)]["12GB"]
+
+
+def test_host_memory_too_small_for_any_plan_is_said(size14b):
+    plan = plan_memory(size14b, RunShape(832, 480, 81, branches=1), 24 * GIB, ram_bytes=8 * GIB)
+    assert plan.fits and plan.precision == "fp8"  # the least host memory among plans that fit the GPU
+    assert "host memory short" in plan.describe()
+
+
+def test_dry_run_report_of_the_fast_preset(size14b):
+    import torch
+
+    from fantasy_portrait.models.loading import build_from_preset
+    from fantasy_portrait.pipeline.acceleration import dry_run_report
+    from fantasy_portrait.pipeline.settings import AnimationSettings
+
+    transformer, _ = build_from_preset("wan2.1-i2v-14b-720p")
+    report = dry_run_report(
+        AnimationSettings(preset="fast", vram=24),
+        transformer,
+        width=1280,
+        height=720,
+        frames=81,
+        device=torch.device("cuda"),
+    )
+    assert report["steps"] == 4 and report["passes"] == 4
+    assert report["sigmas"] == pytest.approx([1.0, 0.9375, 0.833333, 0.625], abs=1e-6)
+    assert report["plan"]["fits"] and report["plan"]["budget_gib"] == 24
+    assert (
+        report["lines"][0].startswith("sampling: 4 steps")
+        and "0.067 of the reference's 60" in report["lines"][0]
+    )

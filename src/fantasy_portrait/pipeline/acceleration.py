@@ -222,3 +222,53 @@ def _write_ratios(path: Path, recorded: dict, run: RunPlan) -> None:
     caching.save_mag_ratios(path, ratios, run.num_steps)
     run.cache["ratios"] = len(ratios)
     logger.warning("MagCache: calibrated %d ratios, written to %s", len(ratios), path)
+
+
+def dry_run_report(s, transformer, *, width, height, frames, device, faces: int = 1, dit=None) -> dict:
+    """What ``--dry-run`` shows of the speed settings, without loading weights: sampling (steps,
+    sigmas, calls and DiT passes per clip against the reference's 60), and with ``--vram`` the
+    planner's choice and every candidate's estimated peak. ``transformer``: the model on the meta
+    device; ``dit``: a single-file DiT (its size replaces the bf16 arithmetic for GGUF)."""
+    from .planner import ModelSize, RunShape, available_ram, candidates, plan_memory
+
+    num_steps, sigmas, guidance = sampling(s)
+    branches = 1 + (guidance != 1.0) + (s.text_guidance != 1.0)
+    lines = [
+        f"sampling: {num_steps} steps (sigmas {', '.join(f'{float(v):.4g}' for v in sigmas)} -> 0), motion "
+        f"guidance {guidance:g}: {num_steps * (1 if s.batch_branches else branches)} transformer calls, "
+        f"{num_steps * branches} DiT passes per clip ({num_steps * branches / 60:.3f} of the reference's 60)"
+    ]
+    if s.cache and s.cache != "none":
+        threshold = DEFAULT_THRESHOLDS[s.cache] if s.cache_threshold is None else s.cache_threshold
+        lines.append(f"cache: {s.cache} threshold {threshold:g} (skips are decided while sampling)")
+    if s.loras:
+        lines.append(f"LoRA: {', '.join(str(x) for x in s.loras)} (fused at load)")
+    data = {"steps": num_steps, "sigmas": [float(v) for v in sigmas], "passes": num_steps * branches}
+    gguf_bytes = None
+    if dit is not None and str(dit).lower().endswith(".gguf"):
+        gguf_bytes = Path(dit).stat().st_size
+    size = ModelSize.from_transformer(transformer, gguf_bytes=gguf_bytes)
+    text = s.text_guidance != 1.0 or bool(s.prompt.strip())
+    shape = RunShape(width, height, frames, s.window_frames, branches=branches, text=text, faces=faces)
+    device_type = getattr(device, "type", str(device))
+    plans = candidates(
+        size, shape, device_type=device_type, precision="auto" if s.precision == "auto" else s.precision
+    )
+    data["candidates"] = [p.to_dict() for p in plans]
+    if s.vram is not None:
+        plan = plan_memory(
+            size,
+            shape,
+            int(s.vram * GIB),
+            device_type=device_type,
+            precision="auto" if s.precision == "auto" else s.precision,
+            ram_bytes=available_ram(),
+        )
+        data["plan"] = plan.to_dict()
+        lines.append(f"memory plan for --vram {s.vram:g}: {plan.describe()}")
+        lines.append("  candidates (estimated peak):")
+        for p in plans:
+            if not p.vae_tiling:
+                lines.append(f"    {p.peak / GIB:6.1f} GiB  {p.label()}")
+    data["lines"] = lines
+    return data

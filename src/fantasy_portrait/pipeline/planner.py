@@ -118,6 +118,7 @@ class Plan:
     stages: dict[str, int] = field(default_factory=dict)
     cpu_bytes: int = 0  # host memory holding offloaded weights (pinned for streams)
     budget: int | None = None
+    note: str = ""
 
     @property
     def fits(self) -> bool:
@@ -141,7 +142,8 @@ class Plan:
     def describe(self) -> str:
         budget = f" of {self.budget / GIB:.1f} GiB" if self.budget else ""
         verdict = "" if self.fits else " (does NOT fit)"
-        return f"{self.label()}: about {self.peak / GIB:.1f} GiB{budget}{verdict}"
+        note = f"; {self.note}" if self.note else ""
+        return f"{self.label()}: about {self.peak / GIB:.1f} GiB{budget}{verdict}{note}"
 
     def to_dict(self) -> dict:
         return {
@@ -156,6 +158,7 @@ class Plan:
             "budget_gib": None if self.budget is None else round(self.budget / GIB, 2),
             "fits": self.fits,
             "label": self.label(),
+            "note": self.note,
         }
 
 
@@ -278,6 +281,14 @@ def plan_memory(
     for plan in plans:
         if plan.peak <= budget_bytes and (ram_bytes is None or plan.cpu_bytes <= ram_bytes):
             return plan
+    fitting = [p for p in plans if p.peak <= budget_bytes]
+    if fitting:  # the accelerator budget can be met, host memory is short: the least host memory
+        plan = min(fitting, key=lambda p: p.cpu_bytes)
+        plan.note = (
+            f"host memory short: the offloaded weights need about {plan.cpu_bytes / GIB:.1f} GiB, "
+            f"{ram_bytes / GIB:.1f} GiB available"
+        )
+        return plan
     return replace(min(plans, key=lambda p: p.peak))
 
 
