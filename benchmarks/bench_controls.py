@@ -486,7 +486,43 @@ def report(data: dict) -> str:
             + " | ".join(f"{v:.2f} ± {e:.2f}" for v, e in slopes)
             + f" | {cell('mouth_open/mean')} ({portrait_mouth:.3f}) | {calls} |"
         )
+    lines += ["", "Paired differences from the same cases without the control (mean ± SE over seeds):", ""]
+    lines += ["| configuration | against | quantity | difference |", "|---|---|---|---|"]
+    for name, base, key, label in PAIRED:
+        if name not in runs or base not in runs:
+            continue
+        d = [a["metrics"][key] - b["metrics"][key] for a, b in zip(runs[name], runs[base])]
+        m, e = mean_se(d)
+        lines.append(f"| {name} | {base} | {label} | {m:+.3f} ± {e:.3f} |")
     return "\n".join(lines)
+
+
+PAIRED = [
+    ("demo/mouth=0", "demo/none", "mouth_open/mean", "judged mouth opening (normalised)"),
+    ("demo/mouth=0", "demo/none", "yaw/mean_abs_change", "judged |yaw - portrait's| (deg)"),
+    ("demo/animate=lips", "demo/none", "yaw/mean_abs_change", "judged |yaw - portrait's| (deg)"),
+    ("demo/animate=lips", "demo/none", "mouth_open/mean", "judged mouth opening (normalised)"),
+    ("demo/head=0", "demo/none", "yaw/mean_abs_change", "judged |yaw - portrait's| (deg)"),
+    ("demo/head=0", "demo/none", "mouth_open/mean", "judged mouth opening (normalised)"),
+    ("demo/animate=expression", "demo/none", "yaw/mean_abs_change", "judged |yaw - portrait's| (deg)"),
+    ("offset/relative=head", "offset/none", "frame0/yaw", "yaw error at frame 0 vs the portrait (deg)"),
+    ("offset/relative=head", "offset/none", "start/yaw", "yaw error at frames 1-4 vs the portrait (deg)"),
+    ("offset/relative=head", "offset/none", "start/pitch", "pitch error at frames 1-4 vs the portrait (deg)"),
+    ("offset/relative=head", "offset/none", "mae/head", "head MAE vs the relative target, frames 1-16"),
+    ("offset/relative=all", "offset/none", "frame0/yaw", "yaw error at frame 0 vs the portrait (deg)"),
+    ("offset/relative=all", "offset/none", "start/yaw", "yaw error at frames 1-4 vs the portrait (deg)"),
+    ("offset/relative=all", "offset/none", "start/pitch", "pitch error at frames 1-4 vs the portrait (deg)"),
+    ("offset/relative=all", "offset/none", "mae/head", "head MAE vs the relative target, frames 1-16"),
+    ("offset/relative=all", "offset/none", "psnr", "face PSNR vs the relative target (dB)"),
+    ("demo/relative=all", "demo/none", "mae/head", "head MAE, frames 1-16"),
+    ("demo/relative=all", "demo/none", "psnr", "face PSNR (dB)"),
+    ("demo/mouth=0.5 tokens", "demo/mouth=0.5 features", "mae/mouth", "mouth MAE vs the intended"),
+    ("demo/head=0.5 tokens", "demo/head=0.5 features", "mae/head", "head MAE vs the intended"),
+    ("demo/multiplier=1.5 tokens", "demo/multiplier=1.5 features", "mae/head", "head MAE vs the intended"),
+    ("demo/multiplier=1.5 tokens", "demo/multiplier=1.5 features", "psnr", "face PSNR vs the intended (dB)"),
+    ("offset/relative=all tokens", "offset/relative=all", "mae/head", "head MAE vs the intended"),
+    ("offset/relative=all tokens", "offset/relative=all", "psnr", "face PSNR vs the intended (dB)"),
+]
 
 
 def _matches(name: str, pattern: str) -> bool:
