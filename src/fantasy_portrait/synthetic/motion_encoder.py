@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from .params import MOTION_NAMES, normalize_motion, random_identity
+from .params import MOTION_NAMES, MOTION_PARTS, normalize_motion, random_identity
 from .performance import random_motion
 from .render import Character, Scene, render_frame
 
@@ -51,6 +51,11 @@ _FLIP_PERM = torch.tensor(
     ]
 )
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "tiny_motion_encoder.safetensors"
+# Trained with the part-invariance term as well (train_disentangled_motion_encoder); not the default:
+# the shipped tiny FantasyPortrait was trained on WEIGHTS_PATH's features.
+DISENTANGLED_WEIGHTS_PATH = WEIGHTS_PATH.with_name("tiny_motion_encoder_disentangled.safetensors")
+# Names accepted wherever an encoder file is chosen (resolve_weights), besides a path.
+NAMED_WEIGHTS = {"default": WEIGHTS_PATH, "disentangled": DISENTANGLED_WEIGHTS_PATH}
 
 
 @dataclass
@@ -333,6 +338,253 @@ def identity_agnostic_ratio(
     return out
 
 
+# ------------------------------------------------------------------------------- part disentanglement
+# Which renderer parameters belong to which part: exactly params.MOTION_PARTS (all 17, each in one
+# part). A part-invariance group changes one of these slices at a time; every other part's features
+# must then stay put, as PD-FGC's parts do (its training disentangles them).
+PART_MOTION_NAMES: dict[str, tuple[str, ...]] = {p: MOTION_NAMES[MOTION_PARTS[p]] for p in PART_NAMES}
+# Slots of a group: a motion on identity A, the same motion on identity B, then identity A with
+# one part's parameters drawn afresh (head, eye, emotion, mouth).
+GROUP_SLOTS: tuple[str, ...] = ("base", "other_identity", *(f"changed_{p}" for p in PART_NAMES))
+
+
+@dataclass
+class PartGroupSet:
+    """Groups of aligned crops (N, 6, S, S, 3) in GROUP_SLOTS order; targets (N, 6, 13), motion (N, 6, 17)."""
+
+    crops: np.ndarray
+    targets: np.ndarray
+    motion: np.ndarray
+
+
+def same_part_slots(part: int) -> list[int]:
+    """Slots of a group whose identity-A render shows the base's parameters of ``part`` (index)."""
+    return [0, *(2 + k for k in range(len(PART_NAMES)) if k != part)]
+
+
+def render_part_groups(
+    num_groups: int,
+    seed: int,
+    crop_size: int = 64,
+    render_size: int | None = None,
+    point_jitter: float = 0.02,
+) -> PartGroupSet:
+    """Render ``num_groups`` groups (GROUP_SLOTS): a random motion on two identities, and the first
+    identity (same place and size) with each part's parameters (PART_MOTION_NAMES) replaced in turn by
+    those of another random motion. Five points jittered as in :func:`render_pairs`."""
+    rng = np.random.default_rng(seed)
+    render_size = render_size or _render_size(crop_size)
+    frames, points, motions = [], [], []
+    for _ in range(num_groups):
+        base = random_motion(rng)
+        group = [base, base]
+        for part in PART_NAMES:
+            changed = base.copy()
+            changed[MOTION_PARTS[part]] = random_motion(rng)[MOTION_PARTS[part]]
+            group.append(changed)
+        scene_a, scene_b = _portrait(rng, render_size), _portrait(rng, render_size)
+        for slot, motion in enumerate(group):
+            f = render_frame(scene_b if slot == 1 else scene_a, motion[None])
+            pts = f.five_points[0].astype(np.float64)
+            eye_dist = np.linalg.norm(pts[1] - pts[0])
+            frames.append(f.image)
+            points.append(pts + rng.normal(0, point_jitter * eye_dist, pts.shape))
+        motions.append(np.stack(group))
+    k = len(GROUP_SLOTS)
+    crops = aligned_crops(np.stack(frames), np.stack(points), crop_size)
+    motion = np.stack(motions) if motions else np.zeros((0, k, len(MOTION_NAMES)), np.float32)
+    return PartGroupSet(crops.reshape(num_groups, k, *crops.shape[1:]), targets_of(motion), motion)
+
+
+def _group_terms(feats, batch: int, saturation: float, identity_saturation: float = 0.05):
+    """Per part q (log scale, mean over parts):
+
+    - identity term: slot 0 vs slot 1 (same motion, other identity) over slot 0 vs another group's
+      slot 1 (other motion, other identity), as the pair loss of :func:`train_motion_encoder`;
+    - part term: the mean squared distance between the slots of same_part_slots(q) (identity A, only
+      other parts changed) over the distance between slot 0 and slot 2 + q (identity A, only part q
+      changed). Against the same face, so that carrying the identity cannot make a part look invariant.
+
+    Every feature dimension is first divided by its standard deviation over the batch, so that a
+    low-variance dimension cannot carry another part's parameters unnoticed (a linear read-out would
+    find it)."""
+    identity, part = 0.0, 0.0
+    ratios = []
+    for q, f in enumerate(feats):
+        f = f / (f.std(0, keepdim=True) + 1e-4)
+        f = f.view(batch, len(GROUP_SLOTS), -1)
+        other = ((f[:, 0] - f[:, 1].roll(1, dims=0)) ** 2).sum(-1).mean() + 1e-12
+        ident = ((f[:, 0] - f[:, 1]) ** 2).sum(-1).mean()
+        own = ((f[:, 0] - f[:, 2 + q]) ** 2).sum(-1).mean() + 1e-12
+        g = f[:, same_part_slots(q)]
+        same = ((g[:, :, None] - g[:, None]) ** 2).sum(-1).sum((1, 2)) / (g.shape[1] * (g.shape[1] - 1))
+        ratio = same.mean() / own
+        ratios.append(ratio)
+        identity = identity + torch.log(ident / other + identity_saturation) / len(feats)
+        part = part + torch.log(ratio + saturation) / len(feats)
+    return identity, part, ratios
+
+
+def _weighted_regression(
+    pred: torch.Tensor, target: torch.Tensor, emphasis: dict[str, float]
+) -> torch.Tensor:
+    # Gaze is invisible behind a closed lid: weight its error by how open the eyes are.
+    w = torch.ones_like(target)
+    openness = 1 - (target[..., 2:4].max(dim=-1).values + 1) / 2
+    w[..., 4:6] = openness[..., None]
+    for name, factor in emphasis.items():
+        w[..., _TARGET_ORDER.index(name)] *= factor
+    return (w * (pred - target) ** 2).mean()
+
+
+@dataclass
+class DisentangleOptions:
+    """Training of the part-disentangled encoder (train_disentangled_motion_encoder)."""
+
+    num_groups: int = 1500
+    steps: int = 2500
+    batch_size: int = 24  # groups (x6 crops)
+    lr: float = 2e-3
+    invariance_weight: float = 0.3  # identity term, as TrainOptions
+    part_invariance_weight: float = 0.5
+    part_saturation: float = 0.003
+    # Read-out weights of parameters shown by a few pixels only (they are learnt last).
+    readout_emphasis: dict[str, float] = field(
+        default_factory=lambda: {"gaze_x": 3.0, "gaze_y": 3.0, "brow_raise": 2.0}
+    )
+    flip: bool = True
+    seed: int = 0
+    threads: int = 1
+    config: TinyMotionEncoderConfig = field(default_factory=TinyMotionEncoderConfig)
+
+
+def group_loss(
+    model: TinyMotionEncoder, x: torch.Tensor, y: torch.Tensor, options: DisentangleOptions, ramp: float = 1.0
+) -> tuple[torch.Tensor, dict]:
+    """x (B, 6, 3, S, S), y (B, 6, 13): read-outs of every render + ramp * (identity and part terms)."""
+    b, k = y.shape[:2]
+    feats = model(x.flatten(0, 1))
+    reg = _weighted_regression(model.predict(feats).view(b, k, -1), y, options.readout_emphasis)
+    identity, part, ratios = _group_terms(feats, b, options.part_saturation)
+    loss = reg + ramp * (options.invariance_weight * identity + options.part_invariance_weight * part)
+    return loss, {
+        "regression": float(reg.detach()),
+        "identity": float(identity.detach()),
+        "part": float(part.detach()),
+        "part_ratio": {p: round(float(r.detach()), 5) for p, r in zip(PART_NAMES, ratios)},
+    }
+
+
+def train_disentangled_motion_encoder(
+    options: DisentangleOptions, data: PartGroupSet | None = None
+) -> tuple[TinyMotionEncoder, dict]:
+    """Train from scratch on part groups: read-outs of each part's own parameters (TARGET_NAMES),
+    identity invariance, and part invariance (a part's features stay put while only another part's
+    parameters change). Deterministic for a given seed and thread count."""
+    torch.manual_seed(options.seed)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    t0 = time.perf_counter()
+    if data is None:
+        data = render_part_groups(options.num_groups, options.seed, options.config.crop_size)
+    t_data = time.perf_counter() - t0
+    model = TinyMotionEncoder(options.config)
+    opt = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=options.lr, total_steps=options.steps, pct_start=0.1
+    )
+    y_all = torch.from_numpy(data.targets)
+    gen = torch.Generator().manual_seed(options.seed)
+    history = []
+    model.train()
+    for step in range(options.steps):
+        idx = torch.randint(0, len(y_all), (options.batch_size,), generator=gen)
+        crops = data.crops[idx.numpy()]
+        x = preprocess(crops.reshape(-1, *crops.shape[2:])).view(*crops.shape[:2], 3, *crops.shape[2:4])
+        y = y_all[idx]
+        if options.flip:  # a mirrored group (all its crops) shows the mirrored motion
+            flip = torch.rand(len(idx), generator=gen) < 0.5
+            x = torch.where(flip[:, None, None, None, None], x.flip(-1), x)
+            y = torch.where(flip[:, None, None], y[..., _FLIP_PERM] * _FLIP_SIGN, y)
+        ramp = min(1.0, max(0.0, step / (0.2 * options.steps) - 0.5))  # read-outs first
+        loss, parts = group_loss(model, x, y, options, ramp)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == options.steps - 1:
+            history.append({"step": step, "loss": float(loss.detach()), **parts})
+            logger.info("step %d loss %.4f (%s)", step, float(loss.detach()), parts)
+    model.eval()
+    log = {
+        "data_seconds": t_data,
+        "train_seconds": time.perf_counter() - t0 - t_data,
+        "history": history,
+        "options": {k: v for k, v in asdict(options).items() if k != "config"},
+        "config": asdict(options.config),
+    }
+    return model, log
+
+
+@torch.no_grad()
+def part_invariance(model: TinyMotionEncoder, data: PartGroupSet, saturation: float = 0.003) -> dict:
+    """On part groups: per part, the mean squared (standardised) feature distance while only OTHER parts
+    change over the distance while only this part changes (0: the part ignores the others, 1: it
+    tells them apart no better than its own parameters), ``"loss"`` the part term of
+    :func:`group_loss` (lower is better) and ``"identity_loss"`` its identity term."""
+    model.eval()
+    b = len(data.crops)
+    x = preprocess(data.crops.reshape(-1, *data.crops.shape[2:]))
+    feats = tuple(torch.cat(p) for p in zip(*(model(x[i : i + 256]) for i in range(0, len(x), 256))))
+    identity, part, ratios = _group_terms(feats, b, saturation)
+    return {
+        **{p: float(r) for p, r in zip(PART_NAMES, ratios)},
+        "loss": float(part),
+        "identity_loss": float(identity),
+    }
+
+
+def part_r2_table(
+    features: np.ndarray,
+    targets: np.ndarray,
+    part_dims,
+    train_fraction: float = 0.7,
+    ridge: float = 1.0,
+) -> np.ndarray:
+    """(4, T) held-out R^2 of a ridge regression (with intercept, penalty ``ridge``) from each part's
+    features to each target column: fitted on the first ``train_fraction`` of the rows, scored on the
+    rest (keep rows of a clip together). Off-diagonal blocks measure entanglement."""
+    n = len(features)
+    train = np.arange(n) < n * train_fraction
+    bounds = np.cumsum((0, *part_dims))
+    y_tr, y_te = targets[train].astype(np.float64), targets[~train].astype(np.float64)
+    out = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        a = np.c_[features[:, lo:hi].astype(np.float64), np.ones(n)]
+        w = np.linalg.solve(a[train].T @ a[train] + ridge * np.eye(a.shape[1]), a[train].T @ y_tr)
+        err = ((a[~train] @ w - y_te) ** 2).sum(0)
+        out.append(1 - err / (((y_te - y_te.mean(0)) ** 2).sum(0) + 1e-12))
+    return np.stack(out)
+
+
+def resolve_weights(path: str | os.PathLike | None) -> Path:
+    """An encoder file: None or ``"default"`` -> WEIGHTS_PATH, ``"disentangled"`` ->
+    DISENTANGLED_WEIGHTS_PATH, anything else a path."""
+    if path is None:
+        return WEIGHTS_PATH
+    return NAMED_WEIGHTS.get(str(path), Path(path))
+
+
+def weights_reference(path: str | os.PathLike | None) -> str:
+    """How to record an encoder file in another model's metadata: its NAMED_WEIGHTS name when it is one
+    of the package's files (portable), else the path as given."""
+    resolved = resolve_weights(path).resolve()
+    for name, named in NAMED_WEIGHTS.items():
+        if named.resolve() == resolved:
+            return name
+    return str(path)
+
+
 def save_motion_encoder(path: str | os.PathLike, model: TinyMotionEncoder, extra: dict | None = None) -> Path:
     """Save weights (float16, readouts included) and config as one safetensors file."""
     from safetensors.torch import save_file
@@ -351,10 +603,11 @@ def save_motion_encoder(path: str | os.PathLike, model: TinyMotionEncoder, extra
 def load_motion_encoder(
     path: str | os.PathLike | None = None, device: str | torch.device = "cpu"
 ) -> TinyMotionEncoder:
-    """Load a file written by :func:`save_motion_encoder` (default: the weights shipped with the package)."""
+    """Load a file written by :func:`save_motion_encoder` (default: the weights shipped with the package;
+    ``"disentangled"``: DISENTANGLED_WEIGHTS_PATH, see :func:`resolve_weights`)."""
     from safetensors import safe_open
 
-    path = Path(path) if path is not None else WEIGHTS_PATH
+    path = resolve_weights(path)
     if not path.is_file():
         raise CheckpointError(
             f"{path}: tiny motion encoder weights not found (train them with scripts/train_synthetic_motion_encoder.py)"

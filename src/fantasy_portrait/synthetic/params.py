@@ -39,6 +39,10 @@ MOTION_NAMES: tuple[str, ...] = (
     "mouth_pucker",
 )
 MOTION_DIM = len(MOTION_NAMES)
+# The part each parameter belongs to (every parameter in exactly one): head = yaw, pitch, roll, tx,
+# ty, scale; eye = blinks and gaze; emotion = brow raise and furrow, smile, squint; mouth = opening,
+# width, pucker. The part-disentangled motion encoder is trained on renders that change one part's
+# slice at a time (motion_encoder.render_part_groups), every other part's features held still.
 MOTION_PARTS: dict[str, slice] = {
     "head": slice(0, 6),
     "eye": slice(6, 10),

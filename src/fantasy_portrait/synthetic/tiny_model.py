@@ -76,12 +76,15 @@ class SyntheticMotionEncoder:
 
     The pipeline aligns crops at PD-FGC's 224 px; they are area-resized to the encoder's crop size
     (the same template, scaled) before encoding.
+
+    path: the encoder file when no ``network`` is given (default: the shipped one; ``"disentangled"``
+    names ``motion_encoder.DISENTANGLED_WEIGHTS_PATH``, see ``motion_encoder.resolve_weights``).
     """
 
-    def __init__(self, network=None):
+    def __init__(self, network=None, path=None):
         from .motion_encoder import load_motion_encoder
 
-        self.network = network if network is not None else load_motion_encoder()
+        self.network = network if network is not None else load_motion_encoder(path)
         self.size = self.network.config.crop_size
         self.device = torch.device("cpu")
         self.dtype = torch.float32
@@ -217,22 +220,30 @@ def shipped_weight_files() -> list[Path]:
     return sorted(files)
 
 
-def motion_encoder_digest() -> str:
-    """sha256 of the shipped synthetic motion encoder file (the tiny model was trained on its features)."""
+def motion_encoder_digest(path=None) -> str:
+    """sha256 of the shipped synthetic motion encoder file (the tiny model was trained on its features);
+    path: another encoder file (or a name of ``motion_encoder.NAMED_WEIGHTS``)."""
     import hashlib
 
-    from .motion_encoder import WEIGHTS_PATH as MOTION_WEIGHTS
+    from .motion_encoder import resolve_weights
 
-    return hashlib.sha256(MOTION_WEIGHTS.read_bytes()).hexdigest()
+    return hashlib.sha256(resolve_weights(path).read_bytes()).hexdigest()
 
 
 def build_pipeline(
-    path: str | os.PathLike | None = None, *, face_backend="mediapipe", models=None, masked_motion=None
+    path: str | os.PathLike | None = None,
+    *,
+    face_backend="mediapipe",
+    models=None,
+    masked_motion=None,
+    motion_encoder: str | os.PathLike | None = None,
 ):
     """A :class:`~fantasy_portrait.pipeline.pipeline.FantasyPortraitPipeline` running the tiny model.
 
     models: optional (transformer, encoder, latent) already in memory (e.g. random, for tests).
     masked_motion: default: as the weight file records (False only for the no-mask ablation model).
+    motion_encoder: the synthetic motion encoder file or name (``motion_encoder.resolve_weights``);
+    default: the one the weight file records as trained on (``extra["motion_encoder"]``), else the shipped one.
     """
     import tempfile
 
@@ -245,6 +256,8 @@ def build_pipeline(
         transformer, encoder, latent, extra = load_tiny_model(path)
         if masked_motion is None:
             masked_motion = bool(extra.get("masked_motion", True))
+        if motion_encoder is None:
+            motion_encoder = extra.get("motion_encoder")
     else:
         transformer, encoder, latent = models
     masked_motion = True if masked_motion is None else masked_motion
@@ -270,7 +283,7 @@ def build_pipeline(
     return FantasyPortraitPipeline(
         transformer,
         encoder,
-        SyntheticMotionEncoder(),
+        SyntheticMotionEncoder(path=motion_encoder),
         latent,
         PatchImageEncoder(),
         files,
