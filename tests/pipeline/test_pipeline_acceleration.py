@@ -293,3 +293,35 @@ def test_pipeline_in_bf16_matches_float32_before_encoding(tiny_weights, assets):
     (f32, l32), (b16, l16) = out[torch.float32], out[torch.bfloat16]
     assert ((l16 - l32).norm() / l32.norm()).item() < 0.03
     assert 0 < np.abs(b16 - f32).mean() < 2.0
+
+
+# --------------------------------------------------------------------------- --dry-run
+
+
+def test_dry_run_shows_sampling_and_the_memory_plan(assets, capsys):
+    from fantasy_portrait.cli import main
+
+    args = [str(assets / "fp_man.jpeg"), str(assets / "fp_jgz.mp4"), "--dry-run", "--device", "cuda"]
+    assert main(["animate", *args, "--vram", "12", "--preset", "fast", "--max-frames", "81", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    speed = data["speed"]
+    assert speed["steps"] == 4 and speed["passes"] == 4
+    assert speed["plan"]["fits"] and speed["plan"]["budget_gib"] == 12
+    assert speed["plan"]["placement"] == "group-offload"
+    assert data["picked"].startswith("--vram 12: ")
+    assert main(["animate", *args, "--vram", "12", "--max-frames", "81"]) == 0
+    text = capsys.readouterr().out
+    assert "memory plan for --vram 12:" in text and "candidates (estimated peak):" in text
+    assert "sampling: 30 steps" in text and "60 DiT passes per clip (1.000 of the reference's 60)" in text
+
+
+def test_dry_run_reads_the_size_of_a_single_file_dit(assets, tmp_path, capsys):
+    from fantasy_portrait.cli import main
+    from fantasy_portrait.pipeline.tiny import TINY_WAN, _Rand, tiny_wan_state_dict
+
+    dit = tmp_path / "wan_tiny.safetensors"
+    save_file(tiny_wan_state_dict(TINY_WAN, _Rand(0)), str(dit))
+    args = [str(assets / "fp_man.jpeg"), str(assets / "fp_jgz.mp4"), "--dry-run", "--dit", str(dit), "--json"]
+    assert main(["animate", *args]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["model"] == str(dit) and data["dit_parameters"] < 1e7  # the tiny size, not 14B

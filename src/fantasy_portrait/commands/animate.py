@@ -36,6 +36,11 @@ def register(subparsers) -> None:
         "`fantasy-portrait train`: .safetensors or .ckpt)",
     )
     p.add_argument("--motion-checkpoint", help="PD-FGC weights to use instead of the folder's pd_fpg.pth")
+    p.add_argument(
+        "--dit",
+        help="a single-file Wan2.1 I2V DiT to use instead of the folder's: ComfyUI fp8 / fp8-scaled "
+        ".safetensors or a city96 GGUF (docs/acceleration.md)",
+    )
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument(
         "--dtype", choices=["bf16", "fp16", "fp32"], help="model dtype (default bf16 on GPU, fp32 on CPU)"
@@ -90,6 +95,7 @@ class Preflight:
     estimate: object
     mode_reason: str
     refusal: str | None  # why the run cannot fit (None: it can)
+    speed: dict | None = None  # sampling and, with --vram, the memory plan (pipeline.acceleration)
 
 
 def preflight(args, s: AnimationSettings) -> Preflight:
@@ -128,6 +134,7 @@ def preflight(args, s: AnimationSettings) -> Preflight:
             portrait=args.portrait_checkpoint,
             motion=args.motion_checkpoint,
             need_text_encoder=text,
+            require=tuple(p for p in layout.RUN_PARTS if not (args.dit and p == "dit")),
         )
         # the sizes of the files at hand (a tiny umT5 is not 5.7 B parameters), released sizes otherwise
         for key, path in (("clip_params", files.clip), ("vae_params", files.vae), ("umt5_params", files.t5)):
@@ -145,6 +152,10 @@ def preflight(args, s: AnimationSettings) -> Preflight:
 
                 raise CheckpointError(f"{cfg}: not a Wan config ({exc})") from None
             source = str(cfg)
+    if args.dit:  # a single-file DiT: its size from its tensor shapes
+        from ..models.quantization import describe_single_file
+
+        wan, source = describe_single_file(args.dit)["config"], str(args.dit)
     kwargs = wan.to_diffusers_kwargs()
     kwargs["motion_dim"] = 2048 if wan.dim >= 1024 else 32
     transformer = build_transformer(kwargs, device="meta")
@@ -167,9 +178,24 @@ def preflight(args, s: AnimationSettings) -> Preflight:
     except ResourceError as exc:
         refusal = str(exc)
     _, _, reason = pick_mode(s.memory_mode or "auto", device, est)
+    speed = None
+    if args.dry_run or s.vram is not None:
+        from ..pipeline.acceleration import dry_run_report
+
+        speed = dry_run_report(
+            s, transformer, width=width, height=height, frames=frames, device=device, dit=args.dit
+        )
+        if "plan" in speed:
+            reason = f"--vram {s.vram:g}: {speed['plan']['label']}"
+            if not speed["plan"]["fits"] and refusal is None:
+                refusal = (
+                    f"a {width}x{height} video of {frames} frames needs about {speed['plan']['peak_gib']:.1f} GiB "
+                    f"even as {speed['plan']['label']}, more than --vram {s.vram:g}: lower --max-size, "
+                    "--max-frames or --window-frames"
+                )
     return Preflight(
         source, sum(p.numel() for p in transformer.parameters()), width, height, frames, bytes_, device, est,
-        reason, refusal,
+        reason, refusal, speed,
     )  # fmt: skip
 
 
@@ -194,6 +220,7 @@ def run(args) -> int:
         memory_mode=settings.memory_mode or "auto",
         face_backend=args.face_backend,
         need_text_encoder=bool(settings.prompt.strip()) or settings.text_guidance != 1.0,
+        dit=args.dit,
     )
     output = _output_path(args)
     result = pipe(args.image, args.driving, settings, output=output)
@@ -237,6 +264,7 @@ def dry_run(args, s: AnimationSettings, plan: Preflight) -> int:
         "device": str(plan.device),
         "picked": None if plan.refusal else plan.mode_reason,
         "refused": plan.refusal,
+        "speed": {k: v for k, v in (plan.speed or {}).items() if k != "lines"},
     }
     if args.json:
         print(json.dumps(table, indent=2))
@@ -253,10 +281,12 @@ def dry_run(args, s: AnimationSettings, plan: Preflight) -> int:
             f"activations: DiT {est.dit_activations / GIB:.2f} GiB per call, VAE {est.vae_activations / GIB:.2f} "
             f"GiB ({est.vae_activations_tiled / GIB:.2f} GiB tiled)"
         )
-        for m in ("gpu", "model-offload", "sequential"):
+        for m in ("gpu", "model-offload", "group-offload"):
             print(
                 f"  {m:<14} peak {est.peak(m) / GIB:7.1f} GiB   with VAE tiling {est.peak(m, True) / GIB:7.1f} GiB"
             )
+        for line in (plan.speed or {}).get("lines", []):
+            print(line)
         if not plan.refusal:
             print(f"would use: {plan.mode_reason}")
     if plan.refusal:
