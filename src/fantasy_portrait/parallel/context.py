@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 # Ring attention merges partial results with the log-sum-exp, which diffusers' "native" backend does not
 # return; on CUDA these torch kernels do (half precision).
-RING_BACKENDS_CUDA = ("_native_flash", "_native_cudnn", "flash", "flash_hub", "_flash_3", "sage")
+RING_BACKENDS_CUDA = ("_native_flash", "_native_cudnn", "flash")
 
 
 @dataclass
@@ -126,9 +126,6 @@ class ParallelRuntime:
         dist.broadcast_object_list(payload, src=0, device=_collective_device(self.device))
         return _to_device(payload[0], self.device)
 
-    def barrier(self) -> None:
-        dist.barrier()
-
 
 def _accelerator_count() -> int:
     try:
@@ -162,8 +159,8 @@ def _to_device(obj, device: torch.device):
         return type(obj)(_to_device(x, device) for x in obj)
     if isinstance(obj, dict):
         return {k: _to_device(v, device) for k, v in obj.items()}
-    if hasattr(obj, "__dataclass_fields__"):
-        for name in obj.__dataclass_fields__:
+    if hasattr(obj, "__dataclass_fields__"):  # public fields only (private ones are caches)
+        for name in (n for n in obj.__dataclass_fields__ if not n.startswith("_")):
             value = getattr(obj, name, None)
             if isinstance(value, (torch.Tensor, list, tuple, dict)) or hasattr(value, "__dataclass_fields__"):
                 setattr(obj, name, _to_device(value, device))
