@@ -323,7 +323,9 @@ class FantasyPortraitPipeline:
         s = resolve_settings(settings, overrides)
         self.interrupt = False
         timer = _Timer()
-        bar = dict(disable=not s.progress, leave=False)
+        runtime = self._parallel_runtime(s)  # None unless --parallel (a torchrun launch)
+        main = runtime is None or runtime.is_main  # the process that shows progress, decodes and writes
+        bar = dict(disable=not s.progress or not main, leave=False)
         fps = s.fps
 
         # 1. check inputs ----------------------------------------------------------------------------
@@ -453,6 +455,12 @@ class FantasyPortraitPipeline:
             ).to(dev)
 
             # 6. sampling with motion guidance -------------------------------------------------------------
+            transformer = self.transformer
+            if runtime is not None:  # every rank denoises rank 0's inputs; cfg groups share the branches
+                y, image_features, text, negative, noise, motion = runtime.share(
+                    (y, image_features, text, negative, noise, motion)
+                )
+                transformer = runtime.denoiser_model(self.transformer)
             with (
                 timer.stage("denoise"),
                 placement.use(self.transformer),
@@ -464,7 +472,7 @@ class FantasyPortraitPipeline:
                     step_sigmas, motion_step_mask(len(step_sigmas), controls.motion_steps)
                 )
                 denoiser = GuidedDenoiser(
-                    self.transformer,
+                    transformer,
                     Conditions(y, image_features, text, motion, negative),
                     motion_guidance=run.motion_guidance,
                     text_guidance=s.text_guidance,
@@ -473,6 +481,8 @@ class FantasyPortraitPipeline:
                     overlap=overlap,
                     motion_range=motion_range,
                 )
+                if runtime is not None:
+                    runtime.check_run(denoiser.windows, geo.token_grid(height, width), run.batch_branches)
                 steps = tqdm(total=run.num_steps, desc="denoise", unit="step", **bar)
                 try:
                     latents = sample(
@@ -490,13 +500,16 @@ class FantasyPortraitPipeline:
             # 7. decode and 8. write ------------------------------------------------------------------------
             audio = next((v for v, info in zip(videos, infos) if info.has_audio), None)
             frames_out = None
-            with timer.stage("decode+write"), placement.use(self.vae):
-                pixels = _frames_from_latents(self.vae.decode_stream(latents), num_frames)
-                pixels = tqdm(pixels, desc="decode", total=num_frames, unit="frame", **bar)
-                if output is not None:
-                    write_video(output, pixels, fps=fps, audio_from=audio)
-                else:
-                    frames_out = np.stack(list(pixels))
+            if not main:  # context/cfg parallel: rank 0 alone decodes and writes
+                output = None
+            else:
+                with timer.stage("decode+write"), placement.use(self.vae):
+                    pixels = _frames_from_latents(self.vae.decode_stream(latents), num_frames)
+                    pixels = tqdm(pixels, desc="decode", total=num_frames, unit="frame", **bar)
+                    if output is not None:
+                        write_video(output, pixels, fps=fps, audio_from=audio)
+                    else:
+                        frames_out = np.stack(list(pixels))
 
         faces_info = [
             {
@@ -521,6 +534,31 @@ class FantasyPortraitPipeline:
             acceleration=run.summary(),
             controls=controls.to_dict(n),
         )
+
+    def _parallel_runtime(self, s):
+        """The parallel runtime of a torchrun launch (``--parallel``), set up by the first such call:
+        process group, this rank's GPU, diffusers' context parallelism on the transformer."""
+        runtime = getattr(self, "_parallel", None)
+        if not s.parallel:
+            return runtime
+        from ..errors import InputError
+        from ..parallel.context import init_runtime
+        from ..parallel.spec import ParallelSpec
+
+        spec = s.parallel if isinstance(s.parallel, ParallelSpec) else ParallelSpec.parse(s.parallel)
+        if runtime is not None:
+            if spec is not None and spec != runtime.spec:
+                raise InputError(
+                    f"--parallel {spec}: this pipeline already runs with --parallel {runtime.spec}"
+                )
+            return runtime
+        if spec is None:
+            return None
+        runtime = init_runtime(spec, self.device)
+        self.device = runtime.device
+        runtime.enable(self.transformer)
+        self._parallel = runtime
+        return runtime
 
     def _step_end(self, callback, step: int, timestep: torch.Tensor, latents: torch.Tensor):
         """Run the user's step callback (diffusers' convention); stop when it asked to interrupt."""
