@@ -71,19 +71,27 @@ def test_upload_numbered_faces_and_mapping(page, engine, screenshot):
     expect(page.locator(".progress-text")).to_have_count(0)  # nothing still running
     screenshot(page, "app_faces")
 
+    # Swap with the list of driver 0: picking the face driver 1 has swaps the two.
     mapping = page.locator("#mapping textarea, #mapping input").first
-    mapping.fill("0:1,1:0")
-    page.locator("#apply-mapping").click()
+    page.locator("#map-driver-0 input").click()
+    page.get_by_role("option", name="portrait face 1").click()
+    expect(mapping).to_have_value("0:1,1:0")
     expect(info).to_have_value(re.compile(r"driver 0: driver_1\.mp4.*-> portrait face 1"))
     expect(info).to_have_value(re.compile(r"driver 1: driver_2\.mp4.*-> portrait face 0"))
     expect(faces).not_to_have_attribute("src", first_src)
+    expect(page.locator("#map-driver-1 input")).to_have_value("portrait face 0")  # the lists follow
     screenshot(page, "app_mapping", page.locator("#faces"))
+
+    mapping.fill("0:0,1:-")  # the text form: driver 1 unused, portrait face 1 keeps still
+    page.locator("#apply-mapping").click()
+    expect(info).to_have_value(re.compile(r"driver 1: driver_2\.mp4.*-> unused"))
+    expect(info).to_have_value(re.compile(r"portrait face\(s\) 1 keep still"))
 
     mapping.fill("0:1,1:1")  # two drivers on one face: a one-line message, the preview stays
     page.locator("#apply-mapping").click()
     expect(page.locator("[data-testid=toast-text]").first).to_contain_text("two driving faces")
     expect(faces).to_be_visible()
-    expect(info).to_have_value(re.compile(r"driver 0: driver_1\.mp4.*-> portrait face 1"))
+    expect(info).to_have_value(re.compile(r"driver 1: driver_2\.mp4.*-> unused"))
 
 
 def test_synthetic_example_runs_on_cpu_and_plays(page, screenshot):

@@ -23,7 +23,7 @@ from .controls import (
     implied_values,
     settings_from_values,
 )
-from .engine import AppEngine, RunCancelled
+from .engine import AppEngine, RunCancelled, all_driving
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,48 @@ def build_app(engine: AppEngine | None = None, settings_cls=None):
                         scale=3,
                     )
                     apply_mapping = gr.Button("Apply mapping", elem_id="apply-mapping", scale=1)
+
+                @gr.render(inputs=preview_state)
+                def mapping_choices(p):
+                    # One list per driving face: the portrait face it drives (or unused). Picking a
+                    # face another driver has swaps the two; the text box above stays the source.
+                    if p is None:
+                        return
+                    drivers = all_driving(p.plan)
+                    current = dict(item.split(":") for item in p.mapping_text.split(","))
+                    options = [(f"portrait face {f.index}", str(f.index)) for f in p.plan.portrait_faces]
+                    with gr.Row():
+                        lists = [
+                            gr.Dropdown(
+                                [*options, ("unused", "-")],
+                                value=current[str(d.index)],
+                                label=f"driver {d.index} ({d.source.name})",
+                                elem_id=f"map-driver-{d.index}",
+                                min_width=140,
+                                interactive=True,
+                            )
+                            for d in drivers
+                        ]
+
+                    def picker(k):
+                        def pick(value):
+                            pairs = {str(d.index): current[str(d.index)] for d in drivers}
+                            mine = str(drivers[k].index)
+                            for other, face in pairs.items():
+                                if other != mine and face == value and value != "-":
+                                    pairs[other] = pairs[mine]  # swap with the driver that had it
+                            pairs[mine] = value
+                            return ",".join(f"{d}:{f}" for d, f in pairs.items())
+
+                        return pick
+
+                    for k, box in enumerate(lists):
+                        box.input(picker(k), box, mapping, queue=False).then(
+                            do_remap, {preview_state, mapping}, remap_outputs, concurrency_id="faces"
+                        )
+
                 faces_info = gr.Textbox(label="faces", lines=4, interactive=False, elem_id="faces-info")
+        remap_outputs = [faces, tracks, mapping, faces_info, preview_state]
         made = {}
         for group, items in grouped(controls).items():
             with gr.Accordion(group, open=group in OPEN_GROUPS, elem_id=f"group-{group}"):
@@ -232,6 +273,7 @@ def build_app(engine: AppEngine | None = None, settings_cls=None):
                 return {faces: gr.skip()}
             return {
                 faces: str(p.portrait_png),
+                tracks: str(p.drivers_mp4),
                 mapping: p.mapping_text,
                 faces_info: p.summary,
                 preview_state: p,
@@ -312,7 +354,6 @@ def build_app(engine: AppEngine | None = None, settings_cls=None):
             comp.upload(clear_example, None, [example_state, mapping]).then(
                 do_upload_preview, preview_inputs, preview_outputs, concurrency_id="faces"
             )
-        remap_outputs = [faces, mapping, faces_info, preview_state]
         # In the faces queue too, so a mapping change is applied after any preview still pending.
         for trigger in (apply_mapping.click, mapping.submit):
             trigger(do_remap, {preview_state, mapping}, remap_outputs, concurrency_id="faces")
