@@ -116,3 +116,36 @@ def test_dry_run_report_of_the_fast_preset(size14b):
         report["lines"][0].startswith("sampling: 4 steps")
         and "0.067 of the reference's 60" in report["lines"][0]
     )
+
+
+def test_pass_flops_linear_part_equals_torch_flop_counter():
+    """The FLOP formula's linear part equals what torch's counter finds in the blocks of the tiny DiT
+    (attention kernels are not counted by torch on the CPU, so that part is checked by hand)."""
+    import re
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from fantasy_portrait.models.loading import build_from_preset
+    from fantasy_portrait.models.motion_attention import MotionCondition
+    from fantasy_portrait.pipeline.planner import pass_flops
+
+    torch.manual_seed(0)
+    tr, _ = build_from_preset("tiny", device="cpu")
+    size = ModelSize.from_transformer(tr)
+    shape = RunShape(128, 96, 9, None)  # 3 latent frames of 6 x 8 tokens
+    g = torch.Generator().manual_seed(0)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        tr(
+            torch.randn(1, 36, 3, 12, 16, generator=g),
+            timestep=torch.tensor([500.0]),
+            encoder_hidden_states=torch.randn(1, 512, 32, generator=g),
+            encoder_hidden_states_image=torch.randn(1, 257, 1280, generator=g),
+            motion=MotionCondition([torch.randn(1, 3, 97, 32, generator=g)], cache_kv=False),
+        )
+    counts = counter.get_flop_counts()
+    blocks = sum(sum(v.values()) for k, v in counts.items() if re.search(r"\.blocks\.\d+$", k))
+    formula = pass_flops(size, shape, motion_kv=True, parts=True)
+    assert blocks == formula["linear"]
+    t, d = 3 * 6 * 8, 64
+    assert formula["attention"] == 2 * (4 * t * t * d + 4 * t * 769 * d + 4 * t * 97 * d)

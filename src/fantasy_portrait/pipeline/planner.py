@@ -47,6 +47,7 @@ class ModelSize:
     largest_layer_params: int
     encoder_params: int = 164_463_616  # released expression encoder
     gguf_bytes: int | None = None  # a GGUF DiT: its packed size replaces the bf16/fp8 arithmetic
+    motion_dim: int = 2048  # motion-token width (released)
 
     @classmethod
     def from_transformer(cls, transformer, encoder_params: int | None = None, gguf_bytes: int | None = None):
@@ -68,6 +69,7 @@ class ModelSize:
             num_heads=cfg.num_attention_heads,
             largest_layer_params=largest,
             gguf_bytes=gguf_bytes,
+            motion_dim=cfg.motion_dim or 2048,
             **kwargs,
         )
 
@@ -325,4 +327,58 @@ def preset_table(model: str = "wan2.1-i2v-14b-720p", budgets=(24, 12)) -> list[d
                 chosen = plan_memory(size, shape, int(budget * GIB))
                 row[f"{budget}GB"] = chosen.describe()
             rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------- compute
+
+
+def pass_flops(size: ModelSize, shape: RunShape, *, motion_kv: bool = False, parts: bool = False):
+    """Multiply-add FLOPs (2 per MAC) of one DiT pass of one sample over one window, in the blocks:
+    linear layers (self-attention q/k/v/o, cross-attention q/o and text/image keys/values, FFN) and
+    attention (QK^T and PV over all tokens; cross-attention over 512 text + 257 image tokens; motion
+    attention of each token against its latent frame's 97 tokens per face). The embedders and head
+    outside the blocks are left out (under 0.01% at 14B). ``motion_kv``: add the motion key/value
+    projections (the pipeline computes them once per clip and caches them; the reference recomputed
+    them every pass). ``parts``: {"linear": ..., "attention": ...} instead of the sum."""
+    from ..models.config import WAN_GEOMETRY
+
+    rows, cols = WAN_GEOMETRY.token_grid(shape.height, shape.width)
+    t = shape.latent_frames * rows * cols
+    d, f = size.dim, size.ffn_dim
+    motion_tokens = 97 * shape.faces
+    linear = 8 * t * d * d + 4 * t * d * d + 4 * (512 + 257) * d * d + 4 * t * d * f
+    if motion_kv:
+        linear += 4 * shape.latent_frames * motion_tokens * size.motion_dim * d
+    attention = 4 * t * t * d + 4 * t * (512 + 257) * d + 4 * t * motion_tokens * d
+    linear, attention = float(size.num_blocks * linear), float(size.num_blocks * attention)
+    return {"linear": linear, "attention": attention} if parts else linear + attention
+
+
+def clip_flops_table(model: str = "wan2.1-i2v-14b-720p", frames: int = 81) -> list[dict]:
+    """DiT passes and FLOPs per clip for each sampling preset against the reference (30 steps x 2
+    unbatched passes with motion keys/values recomputed in every pass)."""
+    from .schedule import SAMPLING_PRESETS
+
+    size = ModelSize.from_preset(model)
+    rows = []
+    for res, (w, h) in (("480p", (832, 480)), ("720p", (1280, 720))):
+        shape = RunShape(w, h, frames, 81)
+        ref = 60 * pass_flops(size, shape, motion_kv=True)
+        kv_once = pass_flops(size, shape, motion_kv=True) - pass_flops(size, shape)
+        variants = [(name, p.num_steps, p.calls_per_step()) for name, p in SAMPLING_PRESETS.items()]
+        variants.append(("fast + motion guidance", 4, 2))
+        for name, steps, per_step in variants:
+            passes = steps * per_step
+            flops = passes * pass_flops(size, shape) + kv_once
+            rows.append(
+                {
+                    "resolution": res,
+                    "preset": name,
+                    "passes": passes,
+                    "pflops": flops / 1e15,
+                    "passes_ratio": passes / 60,
+                    "flops_ratio": flops / ref,
+                }
+            )
     return rows
