@@ -144,3 +144,100 @@ def test_display_rotation_turns_frames_upright():
     assert clockwise.shape == (3, 2, 1) and clockwise[0, 0, 0] == 3 and clockwise[0, 1, 0] == 0
     assert apply_display_rotation(img, 90)[0, 0, 0] == 2
     np.testing.assert_array_equal(apply_display_rotation(img, 180), img[::-1, ::-1])
+
+
+@pytest.mark.parametrize(
+    "source_fps,count,fps", [(15, 59, 25), (23, 146, 25), (30, 1004, 25), (25, 7, 30), (24, 10, 7)]
+)
+def test_probe_predicts_exactly_what_the_reader_yields(tmp_path, source_fps, count, fps):
+    """probe_video counts the frames from the packets and frames_at(fps) is exactly the number of frames
+    the resampler yields (the faces bar's total: it once ended at 837/840)."""
+    path = write_video(tmp_path / "v.mp4", np.zeros((count, 16, 16, 3), np.uint8), fps=source_fps)
+    info = probe_video(path)
+    assert info.num_frames == count and info.fps == pytest.approx(source_fps)
+    assert info.frames_at(fps) == sum(1 for _ in iter_video_frames(path, fps=fps))
+    assert info.frames_at(None) == count
+
+
+def test_frame_ranges_and_selected_frames(tmp_path):
+    from fantasy_portrait.io import keyframe_indices, read_frames
+
+    path = write_video(tmp_path / "r.mp4", _coded_frames(40), fps=20)
+    got = list(iter_video_frames(path, start=10, end=15, with_index=True))
+    assert [i for i, _ in got] == list(range(10, 15))
+    np.testing.assert_array_equal(_decode_index(np.stack([f for _, f in got])), np.arange(10, 15))
+    picked = read_frames(path, [3, 31, 7])
+    assert sorted(picked) == [3, 7, 31]
+    np.testing.assert_array_equal(_decode_index(np.stack([picked[k] for k in (3, 7, 31)])), [3, 7, 31])
+    assert keyframe_indices(path)[0] == 0
+    with pytest.raises(ValueError, match="without fps"):
+        next(iter_video_frames(path, fps=25, start=3))
+
+
+def test_write_failures_are_output_errors_and_leave_nothing(tmp_path, monkeypatch):
+    """Permission denied while muxing or at the final rename: one OutputError naming the target, the
+    temporary file removed, an existing file untouched. Errors of the frames themselves pass through."""
+    from fantasy_portrait.errors import OutputError
+    from fantasy_portrait.io import video
+
+    target = tmp_path / "keep.mp4"
+    target.write_bytes(b"old")
+
+    def refuse(src, dst):
+        raise PermissionError(13, "Permission denied", str(dst))
+
+    monkeypatch.setattr(video.os, "replace", refuse)
+    with pytest.raises(OutputError, match="keep.mp4: cannot write the video .Permission denied"):
+        write_video(target, _coded_frames(3), fps=10)
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["keep.mp4"]
+    monkeypatch.undo()
+
+    real_open = av.open
+
+    class Full:
+        def __init__(self, container):
+            self.c = container
+
+        def __getattr__(self, name):
+            return getattr(self.c, name)
+
+        def mux(self, packet):
+            import errno
+
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(
+        av,
+        "open",
+        lambda p, mode="r", **k: Full(real_open(p, mode, **k)) if mode == "w" else real_open(p, mode, **k),
+    )
+    with pytest.raises(OutputError, match="no space left on the device"):
+        write_video(target, _coded_frames(3), fps=10)
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["keep.mp4"]
+
+
+def test_interrupt_while_writing_removes_the_temporary_file(tmp_path):
+    target = tmp_path / "out.mp4"
+
+    def frames():
+        yield np.zeros((16, 16, 3), np.uint8)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_video(target, frames(), fps=10)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_frame_rate_rule_header_then_timestamps_else_refused(tmp_path, monkeypatch):
+    """The one frame-rate rule: the header's rate, else the packets' timestamps, else refused by name
+    (the reader used to assume 25 fps silently)."""
+    from fantasy_portrait.io import video
+
+    many = write_video(tmp_path / "many.mp4", _coded_frames(10), fps=20)
+    one = write_video(tmp_path / "one.mp4", _coded_frames(1), fps=20)
+    assert probe_video(many).fps == pytest.approx(20)
+    monkeypatch.setattr(video, "_header_rate", lambda stream: None)  # a header without a rate
+    assert probe_video(many).fps == pytest.approx(20)  # from the timestamps
+    assert len(read_video(many, fps=10)) == 5
+    with pytest.raises(InputError, match="one.mp4: the video has no frame rate"):
+        probe_video(one)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +63,9 @@ def _run(args) -> int:
         if args.threads < 1:
             raise InputError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a folder")
+    from ..io import check_output_folder, new_output_folder
+
+    out = check_output_folder(args.output, "demo folder")
     steps, guidance = DEFAULT_STEPS, DEFAULT_GUIDANCE
     if args.weights is None and RECORD_PATH.is_file():
         record = json.loads(RECORD_PATH.read_text())
@@ -76,15 +75,16 @@ def _run(args) -> int:
     if steps < 1:
         raise InputError(f"--steps must be >= 1, got {steps}")
     t0 = time.perf_counter()
-    result = run_demo(
-        out,
-        seed=args.seed,
-        num_steps=steps,
-        motion_guidance=guidance,
-        weights=args.weights,
-        exact_boxes=args.exact_boxes,
-        progress=not args.quiet,
-    )
+    with new_output_folder(out, "demo folder"):  # a failed or interrupted demo leaves no new folder
+        result = run_demo(
+            out,
+            seed=args.seed,
+            num_steps=steps,
+            motion_guidance=guidance,
+            weights=args.weights,
+            exact_boxes=args.exact_boxes,
+            progress=not args.quiet,
+        )
     wall = time.perf_counter() - t0
     print(f"weights: {result.weights}")
     print(f"faces: {result.faces_source}")

@@ -47,7 +47,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
 
     from ..errors import InputError
     from ..faces import get_backend
@@ -79,7 +78,7 @@ def run(args) -> int:
         mapping=s.mapping or None,
         backend=backend,
         min_coverage=args.min_coverage,
-        image_name=Path(args.image).name,
+        image_name=str(args.image),
         progress=not args.json,
     )
     features = None

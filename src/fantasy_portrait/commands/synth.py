@@ -75,7 +75,12 @@ def _render(args) -> int:
         raise InputError(f"--characters must be 1 to 4, got {args.characters}")
     if args.frames < 1:
         raise InputError(f"--frames must be at least 1, got {args.frames}")
+    from ..io import check_output_file
+
     out = Path(args.output)
+    if out.suffix.lower() not in (".mp4", ".png", ".jpg", ".jpeg"):
+        raise InputError(f"{out}: the render must be a .mp4 (or, with --frames 1, a .png/.jpg) file")
+    check_output_file(out, what="render")
     h, w = args.size
     scene = random_scene(args.seed, args.characters, h, w)
     clip = render_clip(scene, random_performances(args.frames, args.characters, args.seed, args.fps))
@@ -116,6 +121,9 @@ def _dataset(args) -> int:
         motion_features=args.motion_features,
         single_drivers=args.single_drivers,
     )
-    pairs = generate_dataset(args.output, options)
+    from ..io import new_output_folder
+
+    with new_output_folder(args.output, "dataset folder"):  # a failed run leaves no new folder
+        pairs = generate_dataset(args.output, options)
     print(f"{len(pairs)} samples written to {args.output} (manifest.jsonl, pairs.jsonl)")
     return 0

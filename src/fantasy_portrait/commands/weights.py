@@ -25,11 +25,13 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from ..io import new_output_folder
     from ..pipeline.tiny import NOISE_NOTE, write_tiny_weights
 
-    paths = write_tiny_weights(
-        args.folder, seed=args.seed, overwrite=args.overwrite, text_encoder=args.with_text_encoder
-    )
+    with new_output_folder(args.folder, "weight folder"):  # a failed or interrupted run leaves no new folder
+        paths = write_tiny_weights(
+            args.folder, seed=args.seed, overwrite=args.overwrite, text_encoder=args.with_text_encoder
+        )
     for path in paths:
         print(path)
     print(f"note: {NOISE_NOTE}", file=sys.stderr)

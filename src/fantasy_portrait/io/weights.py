@@ -43,6 +43,10 @@ def load_torch_file(path: str | os.PathLike, what: str = "weights", mmap: bool =
         )
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: the {what} file is empty")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch's zip format, or a pickle
+        raise CheckpointError(f"{path}: the {what} file is not a torch checkpoint (neither zip nor pickle)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": noise before a refusal
