@@ -310,7 +310,8 @@ class WanVAE(torch.nn.Module):
             with conv3d_context(m):
                 outs.append(m.encoder(chunk.to(dtype), feat_cache=m._enc_feat_map, feat_idx=m._enc_conv_idx))
         m.clear_cache()
-        mu = m.quant_conv(torch.cat(outs, dim=2))[:, : self.z_dim].float()
+        with conv3d_context(m):  # the same kernel as encode(), so both paths agree bit for bit
+            mu = m.quant_conv(torch.cat(outs, dim=2))[:, : self.z_dim].float()
         return (mu - self.latents_mean) / self.latents_std
 
     @torch.no_grad()
