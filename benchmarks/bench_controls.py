@@ -499,12 +499,12 @@ def report(data: dict) -> str:
 
 PAIRED = [
     ("demo/mouth=0", "demo/none", "mouth_open/mean", "judged mouth opening (normalised)"),
-    ("demo/mouth=0", "demo/none", "yaw/mean_abs_change", "judged |yaw - portrait's| (deg)"),
-    ("demo/animate=lips", "demo/none", "yaw/mean_abs_change", "judged |yaw - portrait's| (deg)"),
+    ("demo/mouth=0", "demo/none", "yaw/mean_abs_change", "judged yaw distance from the portrait's (deg)"),
+    ("demo/animate=lips", "demo/none", "yaw/mean_abs_change", "judged yaw distance from the portrait's (deg)"),
     ("demo/animate=lips", "demo/none", "mouth_open/mean", "judged mouth opening (normalised)"),
-    ("demo/head=0", "demo/none", "yaw/mean_abs_change", "judged |yaw - portrait's| (deg)"),
+    ("demo/head=0", "demo/none", "yaw/mean_abs_change", "judged yaw distance from the portrait's (deg)"),
     ("demo/head=0", "demo/none", "mouth_open/mean", "judged mouth opening (normalised)"),
-    ("demo/animate=expression", "demo/none", "yaw/mean_abs_change", "judged |yaw - portrait's| (deg)"),
+    ("demo/animate=expression", "demo/none", "yaw/mean_abs_change", "judged yaw distance from the portrait's (deg)"),
     ("offset/relative=head", "offset/none", "frame0/yaw", "yaw error at frame 0 vs the portrait (deg)"),
     ("offset/relative=head", "offset/none", "start/yaw", "yaw error at frames 1-4 vs the portrait (deg)"),
     ("offset/relative=head", "offset/none", "start/pitch", "pitch error at frames 1-4 vs the portrait (deg)"),
