@@ -19,7 +19,10 @@ from ..errors import InputError
 logger = logging.getLogger(__name__)
 
 ATTENTION_BACKENDS = {"native": "native", "flash": "flash", "sage": "sage"}
-_PACKAGES = {"flash": "flash-attn (pip install flash-attn)", "sage": "sageattention (pip install sageattention)"}
+_PACKAGES = {
+    "flash": "flash-attn (pip install flash-attn)",
+    "sage": "sageattention (pip install sageattention)",
+}
 
 
 def compile_blocks(transformer, **compile_kwargs) -> int:
@@ -31,7 +34,9 @@ def compile_blocks(transformer, **compile_kwargs) -> int:
     else:  # the same regional compilation for a block class the model does not list
         for block in transformer.blocks:
             block.compile(**compile_kwargs)
-    logger.info("compiled %d %s blocks (%s)", len(transformer.blocks), block_class, compile_kwargs or "defaults")
+    logger.info(
+        "compiled %d %s blocks (%s)", len(transformer.blocks), block_class, compile_kwargs or "defaults"
+    )
     return len(transformer.blocks)
 
 
@@ -39,7 +44,10 @@ def check_attention_backend(name: str) -> str:
     """diffusers' backend name for ``name``; InputError (one line) if unknown or not installed."""
     if name not in ATTENTION_BACKENDS:
         raise InputError(f"--attention {name!r}: choose from {', '.join(ATTENTION_BACKENDS)}")
-    from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
+    from diffusers.models.attention_dispatch import (
+        AttentionBackendName,
+        _check_attention_backend_requirements,
+    )
 
     backend = AttentionBackendName(ATTENTION_BACKENDS[name])
     try:
