@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from ..errors import CheckpointError, FantasyPortraitError
 from ..motion.controls import motion_step_mask, portrait_features
 from . import acceleration, conditioning, layout
+from .components import check_components
 from .conditioning import first_frame_mask, target_size  # noqa: F401  (re-exported: the public names)
 from .drivers import face_motions, plan_driving
 from .memory import Placement, check_fits, estimate_for_transformer, pick_mode
@@ -110,6 +111,7 @@ class FantasyPortraitPipeline:
         face_backend="mediapipe",
         masked_motion=True,
     ):
+        check_components(vae, clip, motion_encoder)  # the declared interfaces (components.py)
         self.transformer = transformer
         self.expression_encoder = expression_encoder
         self.motion_encoder = motion_encoder
