@@ -49,7 +49,7 @@ def test_demo_output_that_is_a_file(tmp_path, capsys):
         (["render", "{t}/x.mp4", "--frames", "0"], "--frames must be at least 1"),
         (["render", "{t}/x.mp4", "--size", "big"], "--size"),
         (["render", "{t}/x.avi"], "must be a .mp4"),
-        (["render", "{t}/afile/x.mp4"], "afile is a file, not a folder"),
+        (["render", "{t}/afile/x.mp4"], "afile is a file)"),
         (["render", "{t}/x.png", "--frames", "3"], "needs --frames 1"),
         (["dataset", "{t}/set", "--characters", "a,b"], "--characters must be comma-separated numbers"),
         (["dataset", "{t}/afile"], "afile: exists and is not a folder"),

@@ -58,7 +58,7 @@ def check_output_file(path: str | os.PathLike, suffix: str | None = None, what: 
     if not folder.is_dir():
         blocker = next((p for p in [folder, *folder.parents] if p.exists()), None)
         if blocker is not None and not blocker.is_dir():
-            raise OutputError(f"{path}: {blocker} is a file, not a folder")
+            raise OutputError(f"{path}: folder {folder} does not exist ({blocker} is a file)")
         raise OutputError(f"{path}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise OutputError(f"{path}: not writable")

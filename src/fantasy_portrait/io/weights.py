@@ -46,7 +46,9 @@ def load_torch_file(path: str | os.PathLike, what: str = "weights", mmap: bool =
     with open(path, "rb") as f:
         head = f.read(4)
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch's zip format, or a pickle
-        raise CheckpointError(f"{path}: the {what} file is not a torch checkpoint (neither zip nor pickle)")
+        raise CheckpointError(
+            f"{path}: cannot read the {what} file: not a torch checkpoint (neither zip nor pickle)"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": noise before a refusal
