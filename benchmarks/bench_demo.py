@@ -67,8 +67,9 @@ def main() -> None:
                 )
                 times.append(time.perf_counter() - t0)
                 for row, m in r.metrics.items():
-                    if row == "model" or k == 0:  # baselines once per seed
-                        key = name if row == "model" else row
+                    latent_row = row == "ground truth via latent" and len(models) > 1
+                    if row == "model" or k == 0 or latent_row:  # baselines once per seed
+                        key = name if row == "model" else f"{row} ({name})" if latent_row else row
                         rows.setdefault(key, []).append(m["mean"])
                         estimates.setdefault(key, []).append(r.estimates[row])
             motions.append(r.motion)
@@ -129,14 +130,12 @@ def versus_baselines(rows: dict[str, list[dict]]) -> str:
     """Markdown: every model row's all-parameter motion MAE and face PSNR, mean ± standard error over
     seeds, and its paired differences from the two baselines on the same seeds (± standard error)."""
     baselines = ("repeat portrait", "paste driver")
-    models = [name for name in rows if name not in (*baselines, "ground truth via latent", "ground truth")]
+    models = [name for name in rows if name not in baselines and not name.startswith("ground truth")]
     head = "| method | all MAE | face PSNR (dB) | " + " | ".join(
         f"MAE - {b} | PSNR - {b} (dB)" for b in baselines
     )
     lines = [head + " |", "|---" * (3 + 2 * len(baselines)) + "|"]
-    for name in [*models, *baselines, "ground truth via latent"]:
-        if name not in rows:
-            continue
+    for name in [*models, *baselines, *(n for n in rows if n.startswith("ground truth via latent"))]:
         mae = [r["all"] for r in rows[name]]
         psnr = [r["psnr"] for r in rows[name]]
         cells = [f"{np.mean(mae):.3f} ± {_se(mae):.3f}", f"{np.mean(psnr):.2f} ± {_se(psnr):.2f}"]

@@ -83,23 +83,43 @@ class _NoLatent:
         return torch.zeros(1, 0)
 
 
-def render_cases(cache: Path, samples: int, seed: int) -> None:
+def check_cache_encoder(path: Path, motion_encoder: str | None) -> None:
+    """Stop if a cache part holds another motion encoder's features (parts that record none: the shipped one)."""
+    from safetensors import safe_open
+
+    from fantasy_portrait.synthetic.tiny_model import motion_encoder_digest
+
+    with safe_open(str(path), framework="pt") as f:
+        found = (f.metadata() or {}).get("motion_encoder_sha256") or motion_encoder_digest()
+    if found != motion_encoder_digest(motion_encoder):
+        raise SystemExit(f"{path}: holds another motion encoder's features; use a new --cache")
+
+
+def render_cases(cache: Path, samples: int, seed: int, motion_encoder: str | None = None) -> None:
     """Render the training cases once, with everything but their latents: ``cache/part_XXX.safetensors``
     (CACHE_PART cases each: ground-truth frames and boxes, and the latent-free training tensors).
     The latent (fitted or trained on these frames) then only encodes them (:func:`cached_cases`).
-    Interrupting and re-running continues with the first missing part."""
+    Interrupting and re-running continues with the first missing part. motion_encoder: the synthetic
+    motion encoder file or name (default: the shipped one); its sha256 is recorded in every part."""
     from safetensors.torch import save_file
     from tqdm import tqdm
 
     from fantasy_portrait.synthetic.cases import make_case, training_tensors
     from fantasy_portrait.synthetic.latent import PatchImageEncoder
-    from fantasy_portrait.synthetic.tiny_model import SyntheticMotionEncoder, empty_prompt
+    from fantasy_portrait.synthetic.tiny_model import (
+        SyntheticMotionEncoder,
+        empty_prompt,
+        motion_encoder_digest,
+    )
 
     cache.mkdir(parents=True, exist_ok=True)
-    image_encoder, encoder, text = PatchImageEncoder(), SyntheticMotionEncoder(), empty_prompt()
+    encoder = SyntheticMotionEncoder(path=motion_encoder)
+    image_encoder, text = PatchImageEncoder(), empty_prompt()
+    meta = {"motion_encoder_sha256": motion_encoder_digest(motion_encoder)}
     for part in range((samples + CACHE_PART - 1) // CACHE_PART):
         path = cache / f"part_{part:03d}.safetensors"
         if path.is_file():
+            check_cache_encoder(path, motion_encoder)
             continue
         # One jitter stream per part, so that a resumed run draws exactly what an uninterrupted one does.
         rng = np.random.default_rng([seed, 991, part])
@@ -114,7 +134,7 @@ def render_cases(cache: Path, samples: int, seed: int) -> None:
             tensors[f"{i}.frames"] = torch.from_numpy(np.ascontiguousarray(case.truth.frames))
             tensors[f"{i}.boxes"] = torch.from_numpy(np.ascontiguousarray(case.truth.boxes, np.float32))
         tmp = path.with_name(f".{path.name}.tmp")
-        save_file(tensors, str(tmp))
+        save_file(tensors, str(tmp), metadata=meta)
         tmp.replace(path)
         logging.info("cached cases %d..%d in %s", first, first + CACHE_PART - 1, path)
 
@@ -132,10 +152,23 @@ def cached_cases(cache: Path, samples: int):
             yield i, {k.split(".", 1)[1]: v for k, v in data.items() if k.split(".", 1)[0] == str(i)}
 
 
-def fit_conv(out: Path, cache: Path, cases: int, steps: int, seed: int, base: Path | None = None) -> Path:
+def fit_conv(
+    out: Path,
+    cache: Path,
+    cases: int,
+    steps: int,
+    seed: int,
+    base: Path | None = None,
+    noise: float = 0.1,
+    anchor: float = 0.002,
+    decoder_of: Path | None = None,
+    lr: float = 1e-3,
+) -> Path:
     """Train the convolutional latent (``synthetic.latent.ConvLatent``) on the ground-truth clips of the
     first ``cases`` cached cases, starting from the linear latent in ``base`` (default: the shipped
-    model's). Writes ``<out>/latent.safetensors`` (+ a JSON record); resumes from its checkpoint."""
+    model's). decoder_of: instead, continue training only the decoder of this convolutional latent (its
+    latent space, and so a model trained on it, stays valid). Writes ``<out>/latent.safetensors`` (+ a
+    JSON record); resumes from its checkpoint."""
     from safetensors.torch import load_file, save_file
 
     from fantasy_portrait.synthetic.latent import ConvLatent, LinearLatent, fit_conv_latent
@@ -146,7 +179,7 @@ def fit_conv(out: Path, cache: Path, cases: int, steps: int, seed: int, base: Pa
         logging.info("reusing %s", path)
         return path
     linear = LinearLatent.from_state(load_file(str(base))) if base else load_tiny_model()[2]
-    latent = ConvLatent(linear)
+    latent = ConvLatent.from_state(load_file(str(decoder_of))) if decoder_of else ConvLatent(linear)
     clips, boxes = [], []
     for _, t in cached_cases(cache, cases):
         clips.append(t["frames"].numpy())
@@ -159,9 +192,19 @@ def fit_conv(out: Path, cache: Path, cases: int, steps: int, seed: int, base: Pa
         (out / ".latent_conv_checkpoint.pt.tmp").replace(ckpt_path)
 
     t0 = time.perf_counter()
-    before = linear.explained_variance(clips[:16])
+    before = (latent if decoder_of else linear).explained_variance(clips[:16])
     history = fit_conv_latent(
-        latent, clips, boxes, steps=steps, seed=seed, state=state, checkpoint=checkpoint
+        latent,
+        clips,
+        boxes,
+        steps=steps,
+        seed=seed,
+        noise=noise,
+        anchor=anchor,
+        lr=lr,
+        state=state,
+        checkpoint=checkpoint,
+        train_encoder=decoder_of is None,
     )
     after = latent.explained_variance(clips[:16])
     logging.info("conv latent: variance kept %.3f -> %.3f (%.0f s)", before, after, time.perf_counter() - t0)
@@ -173,8 +216,12 @@ def fit_conv(out: Path, cache: Path, cases: int, steps: int, seed: int, base: Pa
                 "cases": cases,
                 "steps": steps,
                 "seed": seed,
-                "explained_linear": before,
-                "explained_conv": after,
+                "noise": noise,
+                "anchor": anchor,
+                "lr": lr,
+                "decoder_of": str(decoder_of) if decoder_of else None,
+                "explained_before": before,
+                "explained_after": after,
                 "history": history,
             },
             indent=1,
@@ -183,12 +230,13 @@ def fit_conv(out: Path, cache: Path, cases: int, steps: int, seed: int, base: Pa
     return path
 
 
-def build_set_from_cache(out: Path, cache: Path, samples: int) -> None:
+def build_set_from_cache(out: Path, cache: Path, samples: int, motion_encoder: str | None = None) -> None:
     """The precomputed set of the first ``samples`` cached cases, encoded with ``<out>/latent.safetensors``
-    (either kind of latent) exactly as :func:`fantasy_portrait.synthetic.cases.training_tensors` does."""
+    (either kind of latent) exactly as :func:`fantasy_portrait.synthetic.cases.training_tensors` does.
+    motion_encoder: the encoder the cache's motion features must come from (default: the shipped one)."""
     from safetensors.torch import load_file
 
-    from fantasy_portrait.pipeline.pipeline import _conditioning_chunks
+    from fantasy_portrait.pipeline import conditioning
     from fantasy_portrait.synthetic.cases import to_video_tensor
     from fantasy_portrait.synthetic.latent import latent_from_state
     from fantasy_portrait.synthetic.tiny_model import empty_prompt
@@ -198,6 +246,9 @@ def build_set_from_cache(out: Path, cache: Path, samples: int) -> None:
     if (set_dir / INDEX_NAME).is_file():
         logging.info("reusing the training set in %s", set_dir)
         return
+    for part in range((samples + CACHE_PART - 1) // CACHE_PART):
+        if (cache / f"part_{part:03d}.safetensors").is_file():
+            check_cache_encoder(cache / f"part_{part:03d}.safetensors", motion_encoder)
     t0 = time.perf_counter()
     latent = latent_from_state(load_file(str(out / "latent.safetensors")))
     text = empty_prompt()
@@ -209,15 +260,17 @@ def build_set_from_cache(out: Path, cache: Path, samples: int) -> None:
         video = to_video_tensor(frames)
         with torch.no_grad():
             t["latents"] = latent.encode(video)[0].contiguous()
-            chunks = _conditioning_chunks(video[:, :, 0], len(frames))
-            t["image_latents"] = latent.encode_stream(chunks)[0].contiguous()
+            ref = conditioning.image_tensor(frames[0])
+            t["image_latents"] = conditioning.image_latents(latent, ref, len(frames))[0].contiguous()
         t["text"] = text.reshape(-1, text.shape[-1])[:1].contiguous()
         writer.add(f"case{CASE_SEED_BASE + i}", t, source=f"synthetic.cases.make_case({CASE_SEED_BASE + i})")
     writer.close()
     logging.info("training set: %d samples in %.0f s", samples, time.perf_counter() - t0)
 
 
-def build_set(out: Path, samples: int, seed: int, fit_cases: int = 128) -> None:
+def build_set(
+    out: Path, samples: int, seed: int, fit_cases: int = 128, motion_encoder: str | None = None
+) -> None:
     from safetensors.torch import load_file, save_file
     from tqdm import tqdm
 
@@ -244,7 +297,7 @@ def build_set(out: Path, samples: int, seed: int, fit_cases: int = 128) -> None:
         "latent keeps %.3f of the pixel variance",
         latent.explained_variance([c.truth.frames for c in fit[:16]]),
     )
-    image_encoder, encoder = PatchImageEncoder(), SyntheticMotionEncoder()
+    image_encoder, encoder = PatchImageEncoder(), SyntheticMotionEncoder(path=motion_encoder)
     text = empty_prompt()
     writer = ShardWriter(set_dir, shard_size=128, options={"source": "synthetic cases", "samples": samples})
     writer.write_empty_prompt(text[0])
@@ -319,11 +372,19 @@ def train(
     return cfg, result
 
 
-def install(out: Path, cfg, command: str, variant: str = "full", target: Path | None = None) -> Path:
+def install(
+    out: Path,
+    cfg,
+    command: str,
+    variant: str = "full",
+    target: Path | None = None,
+    motion_encoder: str | None = None,
+) -> Path:
     from safetensors.torch import load_file
 
     from fantasy_portrait.synthetic.latent import latent_from_state
-    from fantasy_portrait.synthetic.tiny_model import WEIGHTS_PATH, save_tiny_model
+    from fantasy_portrait.synthetic.motion_encoder import weights_reference
+    from fantasy_portrait.synthetic.tiny_model import WEIGHTS_PATH, motion_encoder_digest, save_tiny_model
     from fantasy_portrait.training import checkpoint as ckpt
     from fantasy_portrait.training.trainer import EMA_FILE, TRAINABLE_FILE, read_loss_log
 
@@ -355,6 +416,9 @@ def install(out: Path, cfg, command: str, variant: str = "full", target: Path | 
         "trained": "whole DiT + expression encoder from scratch (no pretrained base)",
         "variant": variant,
         "masked_motion": bool(cfg.model.masked_motion),
+        # The encoder whose features the model was trained on: build_pipeline loads this one.
+        "motion_encoder": weights_reference(motion_encoder),
+        "motion_encoder_sha256": motion_encoder_digest(motion_encoder),
     }
     path = save_tiny_model(target or WEIGHTS_PATH, transformer, encoder, latent, extra=extra)
     if target is not None:
@@ -376,13 +440,14 @@ def record(steps: int, guidance: float, seed: int = 0) -> Path:
     from fantasy_portrait.synthetic.tiny_model import RECORD_PATH, load_tiny_model, motion_encoder_digest
 
     _, _, _, extra = load_tiny_model()
+    motion_encoder = extra.get("motion_encoder")  # None: trained before encoders were recorded (the shipped)
     with tempfile.TemporaryDirectory() as tmp:
         result = run_demo(tmp, seed=seed, num_steps=steps, motion_guidance=guidance, progress=False)
         summary = json.loads(result.files["metrics"].read_text())
     summary.pop("files", None)
     summary["training"] = extra
     # The model was trained on this encoder's features: a changed encoder needs a retrained model.
-    summary["motion_encoder_sha256"] = motion_encoder_digest()
+    summary["motion_encoder_sha256"] = motion_encoder_digest(motion_encoder)
     RECORD_PATH.write_text(json.dumps(summary, indent=1) + "\n")
     logging.info("recorded demo metrics in %s\n%s", RECORD_PATH, result.table())
     return RECORD_PATH
@@ -418,7 +483,13 @@ def main(argv=None) -> int:
         help="only train the convolutional latent on --conv-cases cached cases (<out>/latent.safetensors)",
     )
     p.add_argument("--conv-cases", type=int, default=300)
-    p.add_argument("--conv-steps", type=int, default=3000)
+    p.add_argument("--conv-steps", type=int, default=1500)
+    p.add_argument("--conv-noise", type=float, default=0.1, help="latent noise level in its training")
+    p.add_argument("--conv-anchor", type=float, default=0.002, help="weight of the pull to the linear code")
+    p.add_argument("--conv-lr", type=float, default=1e-3)
+    p.add_argument(
+        "--conv-decoder-of", type=Path, help="train only the decoder of this convolutional latent further"
+    )
     p.add_argument("--refiner-cases", type=int, default=160)
     p.add_argument("--refiner-steps", type=int, default=1500)
     p.add_argument(
@@ -426,6 +497,12 @@ def main(argv=None) -> int:
     )
     p.add_argument("--record-steps", type=int, default=20)
     p.add_argument("--record-guidance", type=float, default=4.0)
+    p.add_argument(
+        "--motion-encoder",
+        help="synthetic motion encoder whose features the model is trained on: a file or a name of "
+        "motion_encoder.NAMED_WEIGHTS ('default', 'disentangled'); recorded in the weights, which "
+        "build_pipeline then runs with it (default: the shipped encoder)",
+    )
     p.add_argument("overrides", nargs="*", help="config overrides section.key=value")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -437,12 +514,22 @@ def main(argv=None) -> int:
     if args.cache_only:
         if args.cache is None:
             raise SystemExit("--cache-only needs --cache")
-        render_cases(args.cache, args.samples, args.seed)
+        render_cases(args.cache, args.samples, args.seed, args.motion_encoder)
         return 0
     if args.conv_latent_only:
         if args.cache is None:
             raise SystemExit("--conv-latent-only needs --cache")
-        fit_conv(args.out, args.cache, args.conv_cases, args.conv_steps, args.seed)
+        fit_conv(
+            args.out,
+            args.cache,
+            args.conv_cases,
+            args.conv_steps,
+            args.seed,
+            noise=args.conv_noise,
+            anchor=args.conv_anchor,
+            decoder_of=args.conv_decoder_of,
+            lr=args.conv_lr,
+        )
         return 0
     if args.refiner_only:
         fit_refiner(args.out, args.refiner_cases, args.refiner_steps, args.seed)
@@ -451,9 +538,9 @@ def main(argv=None) -> int:
     set_dir = args.set or args.out / "set"
     if args.set is None and not args.install_only:
         if args.cache is not None:
-            build_set_from_cache(args.out, args.cache, args.samples)
+            build_set_from_cache(args.out, args.cache, args.samples, args.motion_encoder)
         else:
-            build_set(args.out, args.samples, args.seed)
+            build_set(args.out, args.samples, args.seed, motion_encoder=args.motion_encoder)
     if not args.install_only:
         t0 = time.perf_counter()
         cfg, result = train(args.config, args.out, set_dir, overrides, args.variant, args.init_from)
@@ -466,7 +553,7 @@ def main(argv=None) -> int:
     cfg = load_config(args.config, [f"data.root={set_dir.resolve()}", *overrides])
     (args.out / "command.json").write_text(json.dumps({"command": command}, indent=1))
     if args.install or args.install_only or args.install_to:
-        install(args.out, cfg, command, args.variant, args.install_to)
+        install(args.out, cfg, command, args.variant, args.install_to, args.motion_encoder)
     if args.record:
         record(args.record_steps, args.record_guidance)
     return 0

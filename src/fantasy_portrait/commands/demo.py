@@ -30,7 +30,10 @@ def register(subparsers) -> None:
         "--guidance", type=float, default=None, help="motion guidance scale (default: the recorded demo's)"
     )
     parser.add_argument(
-        "--weights", default=None, help="a tiny synthetic model file (default: the shipped one)"
+        "--weights",
+        default=None,
+        help="a tiny synthetic model file, or the name of another shipped one: conv-latent "
+        "(default: the shipped default model)",
     )
     parser.add_argument(
         "--exact-boxes",
@@ -57,7 +60,7 @@ def _run(args) -> int:
 
     from ..errors import InputError
     from ..synthetic.demo import DEFAULT_GUIDANCE, DEFAULT_STEPS, run_demo
-    from ..synthetic.tiny_model import RECORD_PATH
+    from ..synthetic.tiny_model import RECORD_PATH, resolve_weights
 
     if args.threads is not None:
         if args.threads < 1:
@@ -81,7 +84,7 @@ def _run(args) -> int:
             seed=args.seed,
             num_steps=steps,
             motion_guidance=guidance,
-            weights=args.weights,
+            weights=resolve_weights(args.weights),
             exact_boxes=args.exact_boxes,
             progress=not args.quiet,
         )

@@ -1,21 +1,22 @@
-"""A fixed linear latent space for the tiny synthetic FantasyPortrait (in place of the Wan VAE).
+"""Latent spaces for the tiny synthetic FantasyPortrait (in place of the Wan VAE).
 
-Training a video VAE on a shared 2-core CPU would take longer than the whole model, so the tiny
-model uses the simplest latent with the Wan VAE's layout: every 8x8 pixel cell of a group of four
-frames (space-to-depth: 4 x 8 x 8 x 3 = 768 numbers) is projected onto the ``z_dim`` leading
-principal components of such groups, fitted on synthetic clips, and each channel is scaled to unit
-variance. The first frame is its own group (Wan's causal layout: latent frame 0 = pixel frame 0,
-latent frame k = pixel frames 4k-3 .. 4k), encoded as four copies of itself, so a still scene has
-the same latent in every latent frame. So (B, 3, 4k+1, H, W) in [-1, 1] <-> (B, z_dim, k+1, H/8,
-W/8), the Wan VAE's shapes except for the channels, and :class:`LinearLatent` has the methods of
-``fantasy_portrait.pipeline.encoders.WanVAE`` that the pipeline calls (``encode``,
+Both have the Wan VAE's layout: every 8x8 pixel cell of a group of four frames (space-to-depth:
+4 x 8 x 8 x 3 = 768 numbers) becomes ``z_dim`` numbers; the first frame is its own group (Wan's
+causal layout: latent frame 0 = pixel frame 0, latent frame k = pixel frames 4k-3 .. 4k), encoded as
+four copies of itself, so a still scene has the same latent in every latent frame. So (B, 3, 4k+1,
+H, W) in [-1, 1] <-> (B, z_dim, k+1, H/8, W/8), the Wan VAE's shapes, and both classes have the
+methods of ``fantasy_portrait.pipeline.encoders.WanVAE`` that the pipeline calls (``encode``,
 ``encode_stream``, ``decode``, ``decode_stream``, ``enable_tiling``, ``z_dim``).
 
-Channels: the Wan VAE's 16 keep about 89% of the pixel variance of the synthetic clips but lose
-the eyes and lips of 40-pixel faces altogether (a linear code spends its components on hair and
-shading), so the shipped tiny model uses 48 (93%; eyes, brows and mouth stay visible; 16x fewer
-numbers than pixels). The DiT's cost hardly changes: only its patch embedding and output
-projection see the channels.
+- :class:`LinearLatent`: the cells projected onto their ``z_dim`` leading principal components
+  (fitted on synthetic clips), scaled to unit variance, with an optional small trained nonlinear
+  decoder correction (:class:`LatentRefiner`). 16 channels keep about 90% of the pixel variance but
+  blur the eyes and lips of 40-pixel faces (a linear code spends its components on hair and shading).
+- :class:`ConvLatent`: a trained convolutional autoencoder on top of a linear latent: a nonlinear
+  encoder correction that sees the neighbouring cells, and a convolutional decoder (docs/demo.md).
+
+:func:`latent_from_state` builds either from its state dict; :func:`through_latent` is the round
+trip the demo's metrics and the judge's training use.
 """
 
 from __future__ import annotations
@@ -495,6 +496,7 @@ def fit_conv_latent(
     state: dict | None = None,
     checkpoint=None,
     checkpoint_every: int = 250,
+    train_encoder: bool = True,
 ) -> list[dict]:
     """Train ``latent``'s encoder and decoder corrections on uint8 clips (F, H, W, 3) with face boxes.
 
@@ -503,18 +505,26 @@ def fit_conv_latent(
     generates, never exact, still decode to clean faces), plus ``anchor`` x the mean square of the
     encoder's correction (the channels stay close to the linear latent's, so a model trained on that
     one starts from what it knows). Afterwards the channels are normalised (``shift``, ``scale``).
-    Deterministic in ``seed``; ``state``/``checkpoint(step, state)`` resume exactly. Returns the history."""
+    train_encoder=False trains the decoder alone: the latent space (encoder, ``shift``, ``scale``) stays
+    exactly as it is, so a model trained on it still fits. Deterministic in ``seed``;
+    ``state``/``checkpoint(step, state)`` resume exactly. Returns the history."""
     import copy
     import logging
+    import math
 
     log = logging.getLogger(__name__)
     torch.manual_seed(seed)
     x_all, w_all = _group_batch(clips, boxes, face_weight)
-    params = [*latent.encoder.parameters(), *latent.decoder.parameters()]
+    params = [*latent.decoder.parameters()]
+    if train_encoder:
+        params += [*latent.encoder.parameters()]
+    else:
+        anchor = 0.0
+        latent.encoder.requires_grad_(False)
     opt = torch.optim.Adam(params, lr=lr)
     warm = max(1, min(100, steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + np.cos(np.pi * min(s, steps) / steps))
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
     )
     gen = torch.Generator().manual_seed(seed)
     history, start = [], 0
@@ -532,8 +542,13 @@ def fit_conv_latent(
         x, wt = x_all[idx, :, :, x0 : x0 + crop], w_all[idx, :, :, x0 : x0 + crop]
         cells = x.reshape(batch_size, GROUP, 3, *x.shape[2:]).transpose(1, 2)
         cells = latent._cells(cells)
-        correction = latent.encoder(cells)
-        z = latent._linear_code(cells) + correction
+        if train_encoder:
+            correction = latent.encoder(cells)
+            z = latent._linear_code(cells) + correction
+        else:
+            with torch.no_grad():
+                correction = latent.encoder(cells)
+                z = latent._linear_code(cells) + correction
         sigma = torch.rand(batch_size, 1, 1, 1, generator=gen) * noise
         z = z + sigma * torch.randn(z.shape, generator=gen)
         d = latent._frames(z) - x
@@ -559,6 +574,9 @@ def fit_conv_latent(
                 },
             )
     latent.eval()
+    latent.encoder.requires_grad_(True)
+    if not train_encoder:
+        return history
     with torch.no_grad():
         zs = torch.cat(
             [

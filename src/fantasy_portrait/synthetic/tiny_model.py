@@ -212,6 +212,19 @@ def load_tiny_model(path: str | os.PathLike | None = None):
     return transformer.eval(), encoder.eval(), latent, extra
 
 
+# Tiny models shipped beside the default one, by name (``fantasy-portrait demo --weights NAME``).
+SHIPPED_MODELS = {"conv-latent": ASSETS / "synthetic_portrait_conv.safetensors"}
+
+
+def resolve_weights(value: str | os.PathLike | None) -> Path | None:
+    """A ``--weights`` value: None (the default model), the name of a shipped model, or a file path."""
+    if value is None:
+        return None
+    if str(value) in SHIPPED_MODELS:
+        return SHIPPED_MODELS[str(value)]
+    return Path(value)
+
+
 def shipped_weight_files() -> list[Path]:
     """Every weight file the synthetic world ships in the package (the tiny models, the motion encoder,
     the judge): together they must stay within the 25 MB budget for shipped weights."""
