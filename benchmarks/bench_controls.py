@@ -334,7 +334,15 @@ def mean_se(values: list[float]) -> tuple[float, float]:
 
 
 # ------------------------------------------------------------------------------ token distribution
-def token_distribution(num_cases: int = 40, seed0: int = 1000) -> dict:
+def recorded_motion_encoder(weights=None):
+    """The synthetic motion encoder a tiny model file records as trained on (None: the shipped one), as
+    build_pipeline uses it."""
+    from fantasy_portrait.synthetic.tiny_model import load_tiny_model
+
+    return load_tiny_model(weights)[3].get("motion_encoder")
+
+
+def token_distribution(num_cases: int = 40, seed0: int = 1000, weights=None) -> dict:
     """How far controlled tokens are from the tokens the model was trained on, per place of action.
 
     Reference: the shipped expression encoder's tokens of real driving frames (``num_cases`` demo-style
@@ -348,8 +356,8 @@ def token_distribution(num_cases: int = 40, seed0: int = 1000) -> dict:
     from fantasy_portrait.synthetic.cases import driver_motion_features, make_case
     from fantasy_portrait.synthetic.tiny_model import SyntheticMotionEncoder, load_tiny_model
 
-    _, encoder, _, _ = load_tiny_model()
-    menc = SyntheticMotionEncoder()
+    _, encoder, _, extra = load_tiny_model(weights)
+    menc = SyntheticMotionEncoder(path=extra.get("motion_encoder"))  # the one the model was trained on
     feats, portraits = [], []
     for seed in range(seed0, seed0 + num_cases):
         case = make_case(seed)
@@ -409,7 +417,7 @@ def token_distribution(num_cases: int = 40, seed0: int = 1000) -> dict:
     return out
 
 
-def part_entanglement(num_cases: int = 40, seed0: int = 1000) -> str:
+def part_entanglement(num_cases: int = 40, seed0: int = 1000, weights=None) -> str:
     """Held-out R^2 of a ridge read-out from each part's features to each readable parameter, on the
     drivers of ``num_cases`` cases (70% fit, 30% held out): how separable the shipped synthetic motion
     encoder's parts are (PD-FGC's are trained to be)."""
@@ -419,7 +427,7 @@ def part_entanglement(num_cases: int = 40, seed0: int = 1000) -> str:
     from fantasy_portrait.synthetic.motion_encoder import targets_of
     from fantasy_portrait.synthetic.tiny_model import SyntheticMotionEncoder
 
-    enc = SyntheticMotionEncoder()
+    enc = SyntheticMotionEncoder(path=recorded_motion_encoder(weights))  # the model's (--weights) encoder
     xs, ys = [], []
     for seed in range(seed0, seed0 + num_cases):
         case = make_case(seed)
@@ -459,7 +467,8 @@ def token_report(table: dict) -> str:
 def report(data: dict) -> str:
     runs = data["runs"]
     lines = [
-        f"weights: {data['weights']} (sha256 {data['weights_sha256'][:16]}), seeds {data['seeds']}, "
+        f"weights: {data['weights']} (sha256 {data['weights_sha256'][:16]}), "
+        f"motion encoder: {data.get('motion_encoder', 'default')}, seeds {data['seeds']}, "
         f"{data['steps']} steps, motion guidance {data['guidance']}, {data['threads']} torch thread(s); "
         "mean +- standard error over seeds (2 faces each); slopes pooled, +- bootstrap SE over seeds",
         "",
@@ -553,10 +562,10 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     if args.tokens:
-        print(token_report(token_distribution()))
+        print(token_report(token_distribution(weights=args.weights)))
         return
     if args.entanglement:
-        print(part_entanglement())
+        print(part_entanglement(weights=args.weights))
         return
     from fantasy_portrait.motion.controls import MotionControls
     from fantasy_portrait.synthetic.demo import DEFAULT_GUIDANCE, DEFAULT_STEPS
@@ -578,6 +587,7 @@ def main() -> None:
     data = {
         "weights": weights.name,
         "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+        "motion_encoder": recorded_motion_encoder(args.weights) or "default",
         "seeds": seeds,
         "steps": steps,
         "guidance": guidance,

@@ -214,6 +214,9 @@ def load_tiny_model(path: str | os.PathLike | None = None):
 
 # Tiny models shipped beside the default one, by name (``fantasy-portrait demo --weights NAME``).
 SHIPPED_MODELS = {"conv-latent": ASSETS / "synthetic_portrait_conv.safetensors"}
+# The default model fine-tuned on the part-disentangled motion encoder's features (it records that encoder,
+# which build_pipeline then uses): per-part motion controls act per part (benchmarks/controls.md).
+SHIPPED_MODELS["disentangled"] = Path(__file__).resolve().parent / "weights" / "tiny_portrait_disentangled.safetensors"
 
 
 def resolve_weights(value: str | os.PathLike | None) -> Path | None:
