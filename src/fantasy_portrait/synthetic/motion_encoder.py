@@ -257,22 +257,31 @@ def train_motion_encoder(
             y = torch.where(flip[:, None], y[:, _FLIP_PERM] * _FLIP_SIGN, y)
         ramp = min(1.0, max(0.0, step / (0.2 * options.steps) - 1))  # read-outs first, then invariance
         loss, parts = _loss(model, xa, xb, y, options.invariance_weight * ramp)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 100 == 0 or step == options.steps - 1:
-            history.append({"step": step, "loss": float(loss.detach()), **parts})
-            logger.info("step %d loss %.4f (%s)", step, float(loss.detach()), parts)
+        _optimizer_step(opt, sched, loss, parts, step, options.steps, history)
+    return model, _training_log(model, options, history, t0, t_data)
+
+
+def _optimizer_step(opt, sched, loss: torch.Tensor, parts: dict, step: int, steps: int, history: list) -> None:
+    """One optimiser + schedule step; every 100th (and the last) step's losses go to ``history``."""
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    sched.step()
+    if step % 100 == 0 or step == steps - 1:
+        history.append({"step": step, "loss": float(loss.detach()), **parts})
+        logger.info("step %d loss %.4f (%s)", step, float(loss.detach()), parts)
+
+
+def _training_log(model: nn.Module, options, history: list, t0: float, t_data: float) -> dict:
+    """Puts the model in eval mode and returns the training record (times, loss history, options)."""
     model.eval()
-    log = {
+    return {
         "data_seconds": t_data,
         "train_seconds": time.perf_counter() - t0 - t_data,
         "history": history,
         "options": {k: v for k, v in asdict(options).items() if k != "config"},
         "config": asdict(options.config),
     }
-    return model, log
 
 
 @torch.no_grad()
@@ -508,22 +517,8 @@ def train_disentangled_motion_encoder(
             y = torch.where(flip[:, None, None], y[..., _FLIP_PERM] * _FLIP_SIGN, y)
         ramp = min(1.0, max(0.0, step / (0.2 * options.steps) - 0.5))  # read-outs first
         loss, parts = group_loss(model, x, y, options, ramp)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 100 == 0 or step == options.steps - 1:
-            history.append({"step": step, "loss": float(loss.detach()), **parts})
-            logger.info("step %d loss %.4f (%s)", step, float(loss.detach()), parts)
-    model.eval()
-    log = {
-        "data_seconds": t_data,
-        "train_seconds": time.perf_counter() - t0 - t_data,
-        "history": history,
-        "options": {k: v for k, v in asdict(options).items() if k != "config"},
-        "config": asdict(options.config),
-    }
-    return model, log
+        _optimizer_step(opt, sched, loss, parts, step, options.steps, history)
+    return model, _training_log(model, options, history, t0, t_data)
 
 
 @torch.no_grad()
