@@ -103,19 +103,21 @@ def main() -> None:
         write_tiny_weights(weights, seed=0)
     from fantasy_portrait.cli import main as cli
 
+    suffix = f"_{args.label}" if args.label else ""  # runs with different labels may go side by side
+
     # Stage starts with time stamps in a file, so a run that is killed still tells where its time went.
     stages = logging.getLogger("fantasy_portrait.pipeline.pipeline")
     stages.setLevel(logging.INFO)
-    handler = logging.FileHandler(work / f"stages{('_' + args.label) if args.label else ''}.log", mode="w")
+    handler = logging.FileHandler(work / f"stages{suffix}.log", mode="w")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     stages.addHandler(handler)
 
-    out = work / "out.mp4"
+    out = work / f"out{suffix}.mp4"
     argv = ["animate", str(portrait), str(driver), "--weights", str(weights), "-o", str(out)]
     argv += ["--max-size", "128", "--steps", str(args.steps), "--json", "--no-progress"]
     t = time.perf_counter()
     real_stdout = sys.stdout
-    capture = work / "summary.json"
+    capture = work / f"summary{suffix}.json"
     with open(capture, "w") as sys.stdout:
         code = cli(argv)
     sys.stdout = real_stdout
