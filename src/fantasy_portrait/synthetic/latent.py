@@ -53,7 +53,26 @@ def _pad_first(video: torch.Tensor) -> torch.Tensor:
     return torch.cat([first, video[:, :, 1:]], dim=2)
 
 
-class LinearLatent(nn.Module):
+class _GroupDecoding:
+    """decode / decode_stream (the Wan VAE's interface) from a class's ``_decode_groups``, which maps
+    (B, z_dim, T, h, w) latents to (B, 3, 4T, 8h, 8w) pixels (whole groups of 4 frames)."""
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, z_dim, T, h, w) -> (B, 3, 4(T-1)+1, 8h, 8w) in [-1, 1]; frame 0 is the mean of its group."""
+        video = self._decode_groups(latents).clamp(-1, 1)
+        first = video[:, :, :GROUP].mean(dim=2, keepdim=True)
+        return torch.cat([first, video[:, :, GROUP:]], dim=2)
+
+    @torch.no_grad()
+    def decode_stream(self, latents: torch.Tensor):
+        """Yield pixels per latent frame: (B, 3, 1, H, W) for the first, then (B, 3, 4, H, W)."""
+        for i in range(latents.shape[2]):
+            group = self._decode_groups(latents[:, :, i : i + 1]).clamp(-1, 1)
+            yield group.mean(dim=2, keepdim=True) if i == 0 else group
+
+
+class LinearLatent(_GroupDecoding, nn.Module):
     """PCA latent with the Wan VAE's interface (see the module docstring)."""
 
     def __init__(
@@ -150,20 +169,6 @@ class LinearLatent(nn.Module):
         if int(self.refine):
             video = video + self.refiner(latents.float(), video)
         return video
-
-    @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """(B, z_dim, T, h, w) -> (B, 3, 4(T-1)+1, 8h, 8w) in [-1, 1]; frame 0 is the mean of its group."""
-        video = self._decode_groups(latents).clamp(-1, 1)
-        first = video[:, :, :GROUP].mean(dim=2, keepdim=True)
-        return torch.cat([first, video[:, :, GROUP:]], dim=2)
-
-    @torch.no_grad()
-    def decode_stream(self, latents: torch.Tensor):
-        """Yield pixels per latent frame: (B, 3, 1, H, W) for the first, then (B, 3, 4, H, W)."""
-        for i in range(latents.shape[2]):
-            group = self._decode_groups(latents[:, :, i : i + 1]).clamp(-1, 1)
-            yield group.mean(dim=2, keepdim=True) if i == 0 else group
 
     # ----------------------------------------------------------------------------- refiner
     def fit_refiner(
@@ -330,7 +335,7 @@ class ConvDecoder(nn.Module):
         return cells + self.pixels(torch.cat([base + cells, cells], dim=1))
 
 
-class ConvLatent(nn.Module):
+class ConvLatent(_GroupDecoding, nn.Module):
     """A trained convolutional autoencoder with the Wan VAE wrapper's interface: the sharper latent of the
     tiny model (docs/demo.md). The same layout as :class:`LinearLatent` (each group of four frames,
     frame 0 a group of its own, 8x8 cells -> ``z_dim`` channels, so (B, 3, 4k+1, H, W) <-> (B, z_dim,
@@ -436,20 +441,6 @@ class ConvLatent(nn.Module):
         z = latents.float().transpose(1, 2).reshape(b * t, c, h, w)
         z = z * self.scale[:, None, None] + self.shift[:, None, None]
         return self._to_video(self._frames(z), b)
-
-    @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """(B, z_dim, T, h, w) -> (B, 3, 4(T-1)+1, 8h, 8w) in [-1, 1]; frame 0 is the mean of its group."""
-        video = self._decode_groups(latents).clamp(-1, 1)
-        first = video[:, :, :GROUP].mean(dim=2, keepdim=True)
-        return torch.cat([first, video[:, :, GROUP:]], dim=2)
-
-    @torch.no_grad()
-    def decode_stream(self, latents: torch.Tensor):
-        """Yield pixels per latent frame: (B, 3, 1, H, W) for the first, then (B, 3, 4, H, W)."""
-        for i in range(latents.shape[2]):
-            group = self._decode_groups(latents[:, :, i : i + 1]).clamp(-1, 1)
-            yield group.mean(dim=2, keepdim=True) if i == 0 else group
 
     def explained_variance(self, clips) -> float:
         """Fraction of the pixel variance of uint8 clips (F, H, W, 3) the latent keeps."""
