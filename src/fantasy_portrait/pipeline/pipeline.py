@@ -282,15 +282,20 @@ class FantasyPortraitPipeline:
         """Refuse (ResourceError with the numbers) a run that cannot fit where it runs: the same
         estimate as the run's, made from the portrait's size and the driving frames before any work."""
         width, height = conditioning.target_size(image_hw[1], image_hw[0], s.max_size, self.geometry)
-        estimate = self.estimate(
+        estimate = self._settings_estimate(width, height, num_frames, s)
+        check_fits(estimate, self.device, f"a {width}x{height} video of {num_frames} frames")
+
+    def _settings_estimate(self, width: int, height: int, num_frames: int, s: AnimationSettings):
+        """:meth:`estimate` of a run with settings ``s`` at this output size (one definition for the
+        pre-flight memory check and the run's own plan)."""
+        return self.estimate(
             width,
             height,
             num_frames,
             window_frames=s.window_frames,
             batch_branches=s.batch_branches,
-            text=bool(s.prompt.strip()) or s.text_guidance != 1.0,
+            text=_uses_text(s),
         )
-        check_fits(estimate, self.device, f"a {width}x{height} video of {num_frames} frames")
 
     @torch.no_grad()
     def __call__(
@@ -378,15 +383,8 @@ class FantasyPortraitPipeline:
         h, w = geo.latent_size(height, width)
         window = None if not s.window_frames else max(3, geo.latent_frames(s.window_frames))
         overlap = max(1, s.overlap_frames // geo.temporal)
-        use_text = bool(s.prompt.strip()) or s.text_guidance != 1.0
-        estimate = self.estimate(
-            width,
-            height,
-            num_frames,
-            window_frames=s.window_frames,
-            batch_branches=s.batch_branches,
-            text=use_text,
-        )
+        use_text = _uses_text(s)
+        estimate = self._settings_estimate(width, height, num_frames, s)
         run = acceleration.plan_run(
             self,
             s,
@@ -590,6 +588,11 @@ def _portrait_token_dim(path: Path) -> int | None:
         return int(state["proj_model"]["norm.weight"].shape[0])
     except Exception:  # the loader reports unreadable files with a proper message
         return None
+
+
+def _uses_text(s: AnimationSettings) -> bool:
+    """Whether a run needs text embeddings beyond the cached empty prompt (a prompt or text guidance)."""
+    return bool(s.prompt.strip()) or s.text_guidance != 1.0
 
 
 def _vae_base_dim(vae) -> int:
