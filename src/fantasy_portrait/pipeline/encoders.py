@@ -225,14 +225,19 @@ def vae_diffusers_to_original(sd: dict[str, torch.Tensor]) -> dict[str, torch.Te
 
 
 class OneDnnConv3d(torch.overrides.TorchFunctionMode):
-    """CPU float32 3-D convolutions through oneDNN (``torch.mkldnn_convolution``) whatever their size.
+    """Faster CPU kernels for the Wan VAE's two hot operations, same results to float rounding (~1e-6).
 
-    For a batch of one, torch runs a 3-D convolution with at most 20480 values in its first four
-    dimensions (N*C*T*H) on its reference kernel (``slow_conv3d``) instead of oneDNN. The Wan VAE's
-    causal convolutions see a few frames at a time, so a narrow VAE or small frames (the tiny test
-    weights at 128x96, where this made decoding run at a few frames per second) land there; it is 3 to
-    12 times slower than oneDNN on the same shapes. Results agree to float rounding (~1e-6). Used as
-    a context around the VAE's own calls, never across a ``yield``.
+    - 3-D convolutions (float32) through oneDNN (``torch.mkldnn_convolution``) whatever their size.
+      For a batch of one, torch runs a 3-D convolution with at most 20480 values in its first four
+      dimensions (N*C*T*H) on its reference kernel (``slow_conv3d``) instead of oneDNN. The causal
+      convolutions see a few frames at a time, so a narrow VAE or small frames (the tiny test weights
+      at 128x96, where this made decoding run at a few frames per second) land there; it is 3 to 12
+      times slower than oneDNN on the same shapes.
+    - The RMS norms' ``F.normalize(x, dim=1)`` (a norm across the channels of every pixel) as
+      x / sqrt(sum of squares): torch's vector-norm kernel reduces a non-innermost dimension about 5
+      times slower than a plain sum.
+
+    Used as a context around the VAE's own calls, never across a ``yield``.
     """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -249,6 +254,14 @@ class OneDnnConv3d(torch.overrides.TorchFunctionMode):
                 return torch.mkldnn_convolution(
                     x.contiguous(), weight, bias, padding, stride, dilation, groups
                 )
+        if func is torch.nn.functional.normalize and args and not torch.is_grad_enabled():
+            x = args[0]
+            p, dim, eps = (list(args[1:]) + [None] * 3)[:3]
+            p = kwargs.get("p", 2.0 if p is None else p)
+            dim = kwargs.get("dim", 1 if dim is None else dim)
+            eps = kwargs.get("eps", 1e-12 if eps is None else eps)
+            if x.device.type == "cpu" and x.dtype == torch.float32 and p == 2 and isinstance(dim, int):
+                return x / (x * x).sum(dim, keepdim=True).sqrt().clamp_min(eps)
         return func(*args, **kwargs)
 
 
