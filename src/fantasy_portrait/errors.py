@@ -78,8 +78,14 @@ def error_line(exc: BaseException) -> str | None:
     if isinstance(exc, KeyboardInterrupt):
         name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
         return f"interrupted ({name}); partial outputs were removed"
-    if isinstance(exc, MemoryError):
-        return one_line(f"out of memory ({exc})" if str(exc) else "out of memory")
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":  # torch's CUDA OOM too
+        first = str(exc).split(". ")[0] if str(exc) else ""
+        return one_line(
+            f"out of memory ({first}); lower --max-size, --max-frames or --window-frames, or "
+            "use --memory model-offload/sequential"
+            if first
+            else "out of memory"
+        )
     if isinstance(exc, OSError) and exc.errno is not None:
         return one_line(os_error_text(exc))
     return None

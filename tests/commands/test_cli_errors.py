@@ -43,6 +43,12 @@ def test_os_errors_and_interruptions_are_errors_a_user_can_act_on():
     assert error_line(OutputError("a\nb")) == "a b"
     assert error_line(ValueError("a bug")) is None
 
+    class OutOfMemoryError(RuntimeError):  # what torch raises when CUDA memory runs out
+        pass
+
+    line = error_line(OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 ..."))
+    assert line.startswith("out of memory (CUDA out of memory)") and "--max-size" in line
+
 
 def test_a_bug_is_one_line_too_and_the_traceback_comes_with_v(monkeypatch, capsys):
     def bug(args):
