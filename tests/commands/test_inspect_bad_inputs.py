@@ -159,3 +159,35 @@ def test_real_face_library_prints_nothing_of_its_own(tmp_path):
     )
     lines = [line.rsplit("\r", 1)[-1] for line in bad.stderr.splitlines() if line.rsplit("\r", 1)[-1].strip()]
     assert bad.returncode == 2 and lines[-1].startswith("error: ") and len(lines) == 1, bad.stderr
+
+
+@pytest.mark.parametrize("kind", ["truncated", "pickle that runs code", "wrong shapes"])
+def test_bad_motion_encoder_weights(kind, media, tiny_weights, tmp_path, capsys):
+    import torch
+    from command_helpers import code_running_pickle
+
+    weights, marker = tmp_path / "pd_fpg.pth", tmp_path / "pwned"
+    if kind == "truncated":
+        weights.write_bytes((tiny_weights / "pd_fpg.pth").read_bytes()[:4000])
+    elif kind == "pickle that runs code":
+        code_running_pickle(weights, marker)
+    else:
+        state = torch.load(tiny_weights / "pd_fpg.pth", weights_only=True)
+        key = next(k for k, v in state.items() if v.ndim >= 2)
+        state[key] = torch.zeros(2, 2)
+        torch.save(state, weights)
+    out = tmp_path / "preview"
+    args = [
+        "inspect",
+        media["p1"],
+        media["v1"],
+        "--backend",
+        "stub",
+        "--max-frames",
+        "5",
+        "--pd-fgc",
+        weights,
+    ]
+    line = assert_error(run(capsys, *args, "-o", out), "pd_fpg.pth")
+    assert not marker.exists() and not out.exists() and not leftovers(tmp_path)
+    assert ("refused" in line) == (kind == "pickle that runs code") and "weights_only" not in line

@@ -68,6 +68,11 @@ def run(args) -> int:
     image = load_image(args.image, max_pixels=s.max_image_pixels)
     infos = [probe_video(v) for v in args.driving]
     backend = get_backend(args.backend, **({"model_dir": args.onnx_dir} if args.backend == "onnx" else {}))
+    encoder = None
+    if args.pd_fgc:  # a bad weight file fails before any video is decoded
+        from ..motion import MotionEncoder
+
+        encoder = MotionEncoder.from_pretrained(args.pd_fgc, device=args.device)
     plan = plan_faces(
         image,
         args.driving,
@@ -82,10 +87,9 @@ def run(args) -> int:
         progress=not args.json,
     )
     features = None
-    if args.pd_fgc:
-        from ..motion import MotionEncoder, extract_plan_motion
+    if encoder is not None:
+        from ..motion import extract_plan_motion
 
-        encoder = MotionEncoder.from_pretrained(args.pd_fgc, device=args.device)
         features = extract_plan_motion(plan, encoder, progress=not args.json)
     if args.output:
         with new_output_folder(args.output, "preview folder") as out:
