@@ -31,7 +31,7 @@ def test_wrong_files_give_clear_errors(tmp_path):
         extractors.InceptionFeatures(bad)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a model")
-    with pytest.raises(CheckpointError, match="cannot read FID Inception"):
+    with pytest.raises(CheckpointError, match="cannot read the FID Inception weights file: not a torch checkpoint"):
         extractors.InceptionFeatures(junk)
     with pytest.raises(CheckpointError, match="not a TorchScript I3D"):
         extractors.I3DFeatures(junk)
