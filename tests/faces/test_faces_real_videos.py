@@ -115,7 +115,9 @@ def test_face_boxes_mapping_and_regions():
     assert resolve_mapping(3, 2, "0:1,1:-,2:0") == [1, None, 0]  # driving face 1 unused
     with pytest.raises(FaceError, match="portrait has 2 face.* driving input has 1.*--map 0:0 "):
         resolve_mapping(1, 2)  # without a mapping the counts must agree
-    with pytest.raises(FaceError, match="driving input has 3 faces but the portrait has 2.*--map 0:0,1:1,2:-"):
+    with pytest.raises(
+        FaceError, match="driving input has 3 faces but the portrait has 2.*--map 0:0,1:1,2:-"
+    ):
         resolve_mapping(3, 2)
     with pytest.raises(FaceError, match="no portrait face for driving face.* 1: .* 1:-"):
         resolve_mapping(2, 2, {0: 1})
