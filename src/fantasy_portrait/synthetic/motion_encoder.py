@@ -234,11 +234,7 @@ def train_motion_encoder(
     if data is None:
         data = render_pairs(options.num_pairs, options.seed, options.config.crop_size)
     t_data = time.perf_counter() - t0
-    model = TinyMotionEncoder(options.config)
-    opt = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=options.lr, total_steps=options.steps, pct_start=0.1
-    )
+    model, opt, sched = _new_training(options)
     xa_all, xb_all = preprocess(data.crops_a), preprocess(data.crops_b)
     y_all = torch.from_numpy(data.targets)
     gen = torch.Generator().manual_seed(options.seed)
@@ -261,7 +257,19 @@ def train_motion_encoder(
     return model, _training_log(model, options, history, t0, t_data)
 
 
-def _optimizer_step(opt, sched, loss: torch.Tensor, parts: dict, step: int, steps: int, history: list) -> None:
+def _new_training(options):
+    """A fresh encoder with its AdamW optimiser and one-cycle schedule (both training recipes)."""
+    model = TinyMotionEncoder(options.config)
+    opt = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=options.lr, total_steps=options.steps, pct_start=0.1
+    )
+    return model, opt, sched
+
+
+def _optimizer_step(
+    opt, sched, loss: torch.Tensor, parts: dict, step: int, steps: int, history: list
+) -> None:
     """One optimiser + schedule step; every 100th (and the last) step's losses go to ``history``."""
     opt.zero_grad()
     loss.backward()
@@ -497,11 +505,7 @@ def train_disentangled_motion_encoder(
     if data is None:
         data = render_part_groups(options.num_groups, options.seed, options.config.crop_size)
     t_data = time.perf_counter() - t0
-    model = TinyMotionEncoder(options.config)
-    opt = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=options.lr, total_steps=options.steps, pct_start=0.1
-    )
+    model, opt, sched = _new_training(options)
     y_all = torch.from_numpy(data.targets)
     gen = torch.Generator().manual_seed(options.seed)
     history = []
