@@ -50,19 +50,14 @@ def main(argv=None) -> int:
         "--latent",
         type=Path,
         nargs="*",
-        help="more latent state files to augment with (beside the shipped one)",
+        help="more latents to augment with (beside the shipped model's): latent state files or tiny "
+        "model files (their latent)",
     )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     options = JudgeOptions(num_clips=args.clips, num_frames=args.frames, steps=args.steps, seed=args.seed)
-    latents = [load_tiny_model()[2]]
-    for path in args.latent or []:
-        from safetensors.torch import load_file
-
-        from fantasy_portrait.synthetic.latent import LinearLatent
-
-        latents.append(LinearLatent.from_state(load_file(str(path))))
+    latents = [load_tiny_model()[2], *extra_latents(args.latent or [])]
     from fantasy_portrait.synthetic.motion_encoder import load_motion_encoder
 
     encoder = load_motion_encoder()
@@ -95,6 +90,23 @@ def main(argv=None) -> int:
     print_scores(scores)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
     return 0
+
+
+def extra_latents(paths) -> list:
+    """The latents of ``paths``: latent state files (linear or convolutional) or tiny model files."""
+    from safetensors.torch import load_file
+
+    from fantasy_portrait.synthetic.latent import latent_from_state
+    from fantasy_portrait.synthetic.tiny_model import load_tiny_model
+
+    latents = []
+    for path in paths:
+        state = load_file(str(path))
+        if any(k.startswith("latent.") for k in state):  # a tiny model file: its latent
+            latents.append(load_tiny_model(path)[2])
+        else:
+            latents.append(latent_from_state(state))
+    return latents
 
 
 def rescore(path: Path, latents, seed: int, encoder) -> int:

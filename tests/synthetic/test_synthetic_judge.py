@@ -95,3 +95,26 @@ def test_judge_file_errors_name_the_file(tmp_path):
     bad.write_bytes(b"nope")
     with pytest.raises(CheckpointError, match="bad.safetensors"):
         load_judge(bad)
+
+
+def test_judge_script_augments_with_latent_files_and_model_files(tmp_path):
+    """--latent takes a latent state file (either kind) or a tiny model file (its latent)."""
+    import importlib.util
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    from fantasy_portrait.synthetic.latent import ConvLatent, LinearLatent
+    from fantasy_portrait.synthetic.tiny_model import SHIPPED_MODELS, WEIGHTS_PATH, load_tiny_model
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "train_synthetic_judge.py"
+    spec = importlib.util.spec_from_file_location("train_synthetic_judge", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    linear = load_tiny_model(WEIGHTS_PATH)[2]
+    state_file = tmp_path / "latent.safetensors"
+    save_file({k: v.contiguous() for k, v in linear.state_dict().items()}, str(state_file))
+    got = module.extra_latents([state_file, SHIPPED_MODELS["conv-latent"]])
+    assert isinstance(got[0], LinearLatent) and isinstance(got[1], ConvLatent)
+    for a, b in zip(got[0].state_dict().values(), linear.state_dict().values()):
+        assert (a == b).all()
