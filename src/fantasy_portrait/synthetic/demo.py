@@ -322,10 +322,12 @@ def run_demo(
     seconds["render"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    masked_motion = True
+    masked_motion, motion_encoder = True, None
     if models is None:
         transformer, encoder, latent, extra = load_tiny_model(weights)
         masked_motion = bool(extra.get("masked_motion", True))
+        # The features the model was trained on (None: the shipped default encoder's).
+        motion_encoder = extra.get("motion_encoder")
         weights_label = str(weights or WEIGHTS_PATH)
     else:
         transformer, encoder, latent = models
@@ -335,6 +337,7 @@ def run_demo(
         models=(transformer, encoder, latent),
         face_backend=face_backend,
         masked_motion=masked_motion,
+        motion_encoder=motion_encoder,
     )
     seconds["load"] = time.perf_counter() - t0
 
