@@ -111,10 +111,10 @@ def test_judge_script_augments_with_latent_files_and_model_files(tmp_path):
     spec = importlib.util.spec_from_file_location("train_synthetic_judge", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    linear = load_tiny_model(WEIGHTS_PATH)[2]
+    linear = load_tiny_model(SHIPPED_MODELS["linear"])[2]
     state_file = tmp_path / "latent.safetensors"
     save_file({k: v.contiguous() for k, v in linear.state_dict().items()}, str(state_file))
-    got = module.extra_latents([state_file, SHIPPED_MODELS["conv-latent"]])
+    got = module.extra_latents([state_file, WEIGHTS_PATH])  # the default model has the conv latent
     assert isinstance(got[0], LinearLatent) and isinstance(got[1], ConvLatent)
     for a, b in zip(got[0].state_dict().values(), linear.state_dict().values()):
         assert (a == b).all()

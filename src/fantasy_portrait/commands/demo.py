@@ -32,9 +32,9 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--weights",
         default=None,
-        help="a tiny synthetic model file, or the name of another shipped one: conv-latent (sharper "
-        "convolutional latent) or disentangled (trained on a part-disentangled motion encoder, for the "
-        "per-part motion controls) (default: the shipped default model)",
+        help="a tiny synthetic model file, or the name of another shipped one: linear (the earlier "
+        "default, on the blurrier linear latent) or disentangled (that one fine-tuned on the "
+        "part-disentangled motion encoder) (default: the shipped default model)",
     )
     parser.add_argument(
         "--exact-boxes",

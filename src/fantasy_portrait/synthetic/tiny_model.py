@@ -212,11 +212,15 @@ def load_tiny_model(path: str | os.PathLike | None = None):
     return transformer.eval(), encoder.eval(), latent, extra
 
 
-# Tiny models shipped beside the default one, by name (``fantasy-portrait demo --weights NAME``).
-SHIPPED_MODELS = {"conv-latent": ASSETS / "synthetic_portrait_conv.safetensors"}
-# The default model fine-tuned on the part-disentangled motion encoder's features (it records that encoder,
-# which build_pipeline then uses): per-part motion controls act per part (benchmarks/controls.md).
-SHIPPED_MODELS["disentangled"] = Path(__file__).resolve().parent / "weights" / "tiny_portrait_disentangled.safetensors"
+# Tiny models shipped beside the default one, by name (``fantasy-portrait demo --weights NAME``):
+# - linear: the default model before issue 19 (linear latent, the default motion encoder's features);
+# - disentangled: that model fine-tuned on the part-disentangled motion encoder's features (it records
+#   that encoder, which build_pipeline then uses), on the linear latent (benchmarks/controls.md).
+# The default (WEIGHTS_PATH) has the convolutional latent and the part-disentangled encoder (docs/demo.md).
+SHIPPED_MODELS = {
+    "linear": ASSETS / "synthetic_portrait_linear.safetensors",
+    "disentangled": Path(__file__).resolve().parent / "weights" / "tiny_portrait_disentangled.safetensors",
+}
 
 
 def resolve_weights(value: str | os.PathLike | None) -> Path | None:
